@@ -1,0 +1,151 @@
+"""What the three CardioSim environments share: tiers, overrides, validation, action hygiene."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import environment
+
+from cardiosim_jax.models.validation import ParameterRange, validate_parameters
+
+TState = TypeVar("TState", bound=environment.EnvState)
+TParams = TypeVar("TParams", bound=environment.EnvParams)
+
+DIFFICULTIES = ("easy", "medium", "hard")
+
+#: Accepted episode lengths (steps); the CardioSim defaults are 500/200/100.
+EPISODE_LENGTH_RANGE = ParameterRange(1, 100_000, "steps", "episode length")
+
+
+def sanitize_action(action: jax.Array) -> jax.Array:
+    """float32 action with NaN replaced by 0; +-inf are kept for the env's own clipping."""
+    return jnp.nan_to_num(jnp.asarray(action, jnp.float32), nan=0.0, posinf=jnp.inf, neginf=-jnp.inf)
+
+
+def as_arrays(params: Any) -> Any:
+    """Every leaf as a JAX array (float32, or int32 for integer leaves)."""
+
+    def convert(leaf: Any) -> jax.Array:
+        arr = np.asarray(leaf)
+        dtype = jnp.int32 if np.issubdtype(arr.dtype, np.integer) else jnp.float32
+        return jnp.asarray(arr, dtype)
+
+    return jax.tree_util.tree_map(convert, params)
+
+
+def _nested_fields(params: Any) -> dict[str, tuple[str, ...]]:
+    """Map every accepted override name to its attribute path.
+
+    Top-level fields are reachable by name; fields of nested model parameter
+    structs by their own name (when unique) and by ``"group.name"``.
+    """
+    paths: dict[str, tuple[str, ...]] = {}
+    leaf_names: dict[str, list[tuple[str, ...]]] = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if dataclasses.is_dataclass(value):
+            for sub in dataclasses.fields(value):
+                paths[f"{field.name}.{sub.name}"] = (field.name, sub.name)
+                leaf_names.setdefault(sub.name, []).append((field.name, sub.name))
+        else:
+            paths[field.name] = (field.name,)
+    for name, candidates in leaf_names.items():
+        if len(candidates) == 1 and name not in paths:
+            paths[name] = candidates[0]
+    return paths
+
+
+def replace_params(params: TParams, overrides: Mapping[str, Any], env_name: str) -> TParams:
+    """Return ``params`` with ``overrides`` applied; unknown names raise ``ValueError``."""
+    paths = _nested_fields(params)
+    for name, value in overrides.items():
+        if name not in paths:
+            raise ValueError(
+                f"unknown parameter '{name}' for {env_name}; accepted: {sorted(paths)}"
+            )
+        path = paths[name]
+        if len(path) == 1:
+            params = params.replace(**{path[0]: value})
+        else:
+            group = getattr(params, path[0]).replace(**{path[1]: value})
+            params = params.replace(**{path[0]: group})
+    return params
+
+
+class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TState, TParams]):
+    """gymnax ``Environment`` with CardioSim difficulty tiers and parameter validation.
+
+    Instances carry no data: everything that varies lives in ``EnvParams``, so
+    all instances of one class compare equal and share jit caches, and one
+    compiled ``step`` serves every tier and patient.
+    """
+
+    #: Registered id, e.g. ``"PacingControl-v0"``.
+    env_id: ClassVar[str]
+    #: Overrides of ``default_params`` per difficulty tier.
+    tiers: ClassVar[Mapping[str, Mapping[str, Any]]]
+    #: Ranges for the top-level (environment) fields of ``EnvParams``.
+    parameter_ranges: ClassVar[Mapping[str, ParameterRange]]
+    #: Model validators, keyed by the ``EnvParams`` field holding that model's params.
+    model_validators: ClassVar[Mapping[str, Callable[..., None]]]
+    #: Shape of the action vector.
+    action_shape: ClassVar[tuple[int, ...]]
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    @property
+    def name(self) -> str:
+        return self.env_id
+
+    @property
+    def num_actions(self) -> int:
+        return int(np.prod(self.action_shape))
+
+    @property
+    def default_params(self) -> TParams:
+        """Medium tier, as in CardioSim."""
+        return self.params_for("medium")
+
+    def base_params(self) -> TParams:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def params_for(self, difficulty: str = "medium", **overrides: Any) -> TParams:
+        """Parameters of a difficulty tier with optional overrides, validated.
+
+        Raises:
+            ValueError: unknown difficulty, unknown parameter name, or a value
+                outside its literature range.
+        """
+        if difficulty not in self.tiers:
+            raise ValueError(
+                f"unknown difficulty {difficulty!r} for {self.env_id}; "
+                f"accepted: {list(self.tiers)}"
+            )
+        params = replace_params(self.base_params(), self.tiers[difficulty], self.env_id)
+        params = as_arrays(replace_params(params, overrides, self.env_id))
+        self.validate_params(params)
+        return params
+
+    def validate_params(self, params: TParams) -> None:
+        """Raise ``ValueError`` naming the first parameter outside its accepted range."""
+        validate_parameters(params, self.parameter_ranges)
+        for field_name, validator in self.model_validators.items():
+            validator(getattr(params, field_name), prefix=f"{field_name}.")
+        self.check_consistency(params)
+
+    def check_consistency(self, params: TParams) -> None:
+        """Cross-parameter checks (e.g. low <= high); none by default."""
+
+
+def stack_last(values: list[Any]) -> jax.Array:
+    """Broadcast scalars and (possibly batched) arrays together, stacked on a new last axis."""
+    return jnp.stack(jnp.broadcast_arrays(*[jnp.asarray(v, jnp.float32) for v in values]), axis=-1)

@@ -1,0 +1,115 @@
+"""FitzHugh-Nagumo (FHN) excitable-membrane model, as a pure function of (state, params, input).
+
+Equations (the form CardioSim 0.1.0 integrates; the paper writes epsilon = 1/tau):
+
+    dv/dt = v - v^3 / 3 - w + I_ext
+    dw/dt = (v + a - b * w) / tau
+
+``v`` is a dimensionless membrane-voltage analogue (about -2.2 to 2.2 in use),
+``w`` the slow recovery variable; time is in model units (CardioSim calls them
+ms). CardioSim integrates it with RK4 at dt = 0.05 and adds optional Gaussian
+noise to ``v`` after every step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from cardiosim_jax.models.integrators import rk4_solve, rk4_step
+from cardiosim_jax.models.validation import ParameterRange, validate_parameters
+
+#: Integration step used by every CardioSim environment that drives FHN (model time units).
+DT = 0.05
+
+#: Accepted values of each parameter.
+PARAMETER_RANGES: dict[str, ParameterRange] = {
+    "a": ParameterRange(0.05, 0.5, "dimensionless", "FitzHugh, 1961"),
+    "b": ParameterRange(0.1, 1.5, "dimensionless", "FitzHugh, 1961"),
+    "tau": ParameterRange(5.0, 25.0, "model time units (ms in CardioSim)", "FitzHugh, 1961"),
+}
+
+#: Accepted stimulus currents I_ext (dimensionless).
+STIMULUS_RANGE = ParameterRange(0.0, 2.0, "dimensionless", "FitzHugh, 1961")
+
+
+@struct.dataclass
+class FitzHughNagumoParams:
+    """FHN shape parameters (dimensionless ``a``, ``b``; ``tau`` in model time units)."""
+
+    a: jax.Array = 0.2
+    b: jax.Array = 0.7
+    tau: jax.Array = 12.5
+
+
+@struct.dataclass
+class FitzHughNagumoState:
+    """Membrane voltage analogue ``v`` and recovery variable ``w`` (both dimensionless)."""
+
+    v: jax.Array
+    w: jax.Array
+
+
+#: Resting point CardioSim resets to (before its N(0, 0.05) perturbation).
+RESTING_STATE = (-1.2, -0.6)
+
+
+def validate(params: FitzHughNagumoParams, prefix: str = "") -> None:
+    """Raise ``ValueError`` naming any parameter outside ``PARAMETER_RANGES``."""
+    validate_parameters(params, PARAMETER_RANGES, prefix=prefix)
+
+
+def vector_field(
+    t: jax.Array, state: FitzHughNagumoState, args: tuple[FitzHughNagumoParams, jax.Array]
+) -> FitzHughNagumoState:
+    """Time derivatives (dv/dt, dw/dt) for stimulus current ``args[1]``."""
+    del t
+    params, stimulus_current = args
+    v, w = state.v, state.w
+    return FitzHughNagumoState(
+        v=v - v**3 / 3.0 - w + stimulus_current,
+        w=(v + params.a - params.b * w) / params.tau,
+    )
+
+
+def initial_state(key: jax.Array, perturbation_std: float = 0.05) -> FitzHughNagumoState:
+    """Resting state with independent N(0, perturbation_std) perturbations of v and w."""
+    noise = perturbation_std * jax.random.normal(key, (2,))
+    return FitzHughNagumoState(v=RESTING_STATE[0] + noise[0], w=RESTING_STATE[1] + noise[1])
+
+
+def step(
+    state: FitzHughNagumoState,
+    params: FitzHughNagumoParams,
+    stimulus_current: jax.Array,
+    voltage_noise: jax.Array = 0.0,
+    dt: float = DT,
+) -> FitzHughNagumoState:
+    """One RK4 step of size ``dt``, then ``voltage_noise`` (already scaled) added to v."""
+    new = rk4_step(vector_field, jnp.zeros(()), state, dt, (params, stimulus_current))
+    return new.replace(v=new.v + voltage_noise)
+
+
+def integrate(
+    state: FitzHughNagumoState,
+    params: FitzHughNagumoParams,
+    stimulus_current: jax.Array,
+    voltage_noise: jax.Array,
+    dt: float = DT,
+) -> FitzHughNagumoState:
+    """Run ``len(voltage_noise)`` RK4 steps at constant current, adding one noise draw per step.
+
+    ``voltage_noise`` has shape ``(n_steps,)`` and holds the already-scaled
+    Gaussian perturbations (zeros for a noise-free cell).
+    """
+    final, _ = rk4_solve(
+        vector_field,
+        state,
+        dt,
+        voltage_noise.shape[0],
+        (params, stimulus_current),
+        post_step=lambda y, noise: y.replace(v=y.v + noise),
+        step_inputs=voltage_noise,
+    )
+    return final
