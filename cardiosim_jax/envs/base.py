@@ -38,6 +38,20 @@ def as_arrays(params: Any) -> Any:
     return jax.tree_util.tree_map(convert, params)
 
 
+def broadcast_population(params: Any) -> Any:
+    """Give every leaf the common batch shape when any leaf is batched.
+
+    Every parameter is a scalar per patient, so array-valued overrides describe
+    a population; broadcasting all leaves lets ``jax.vmap(..., in_axes=0)`` map
+    over the whole params pytree.
+    """
+    leaves = jax.tree_util.tree_leaves(params)
+    batch_shape = np.broadcast_shapes(*[np.shape(leaf) for leaf in leaves])
+    if not batch_shape:
+        return params
+    return jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, batch_shape), params)
+
+
 def _nested_fields(params: Any) -> dict[str, tuple[str, ...]]:
     """Map every accepted override name to its attribute path.
 
@@ -133,7 +147,7 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         params = replace_params(self.base_params(), self.tiers[difficulty], self.env_id)
         params = as_arrays(replace_params(params, overrides, self.env_id))
         self.validate_params(params)
-        return params
+        return broadcast_population(params)
 
     def validate_params(self, params: TParams) -> None:
         """Raise ``ValueError`` naming the first parameter outside its accepted range."""

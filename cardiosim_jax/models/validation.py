@@ -36,8 +36,12 @@ def validate_parameters(
     offending value, the accepted range with its unit, and the literature source.
     """
     for name, bounds in ranges.items():
-        value = np.asarray(getattr(params, name), dtype=np.float64)
-        bad = ~np.isfinite(value) | (value < bounds.low) | (value > bounds.high)
+        value = np.asarray(getattr(params, name))
+        # Compare in the value's own float precision, so float32(0.05) passes a 0.05 bound.
+        dtype = value.dtype if np.issubdtype(value.dtype, np.floating) else np.float64
+        value = value.astype(dtype)
+        low, high = np.asarray(bounds.low, dtype), np.asarray(bounds.high, dtype)
+        bad = ~np.isfinite(value) | (value < low) | (value > high)
         if np.any(bad):
             offending = value[bad] if value.ndim else value
             shown = float(np.ravel(offending)[0])
