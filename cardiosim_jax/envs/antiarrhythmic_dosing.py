@@ -82,8 +82,8 @@ SUBTHERAPEUTIC_PENALTY = 0.3
 TOXIC_PENALTY = 3.0
 ARRHYTHMIA_PENALTY = 0.5
 DOSE_PENALTY_PER_MG = 0.01 / 100.0
-#: The noisy FHN state stays inside this box (checked in tests).
-CELL_BOUND = 3.0
+#: Extra room in the FHN bounds per unit of membrane noise std (10 sd).
+NOISE_MARGIN_SDS = 10.0
 
 
 class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
@@ -225,6 +225,11 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Bounds every reachable observation satisfies."""
-        low = stack_last([-CELL_BOUND, -CELL_BOUND, 0.0, 0.0, 0.0, 0.0])
-        high = stack_last([CELL_BOUND, CELL_BOUND, MAX_OBSERVED_CONCENTRATION, 1.0, 1.0, 1.0])
+        v_bound, w_low, w_high = fhn.state_bounds(
+            params.cell,
+            jnp.maximum(params.normal_stimulus, params.arrhythmic_stimulus),
+            NOISE_MARGIN_SDS * params.membrane_noise_std,
+        )
+        low = stack_last([-v_bound, w_low, 0.0, 0.0, 0.0, 0.0])
+        high = stack_last([v_bound, w_high, MAX_OBSERVED_CONCENTRATION, 1.0, 1.0, 1.0])
         return spaces.Box(low=low, high=high, shape=(6,), dtype=jnp.float32)

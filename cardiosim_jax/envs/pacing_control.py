@@ -75,8 +75,6 @@ ENERGY_PENALTY = 0.1
 STABILITY_BONUS = 0.3
 STABLE_HRV_MS = 50.0
 STABLE_HR_ERROR_BPM = 10.0
-#: The FHN state stays well inside this box for stimuli in [0, 2] (checked in tests).
-CELL_BOUND = 3.0
 #: Largest heart rate the model can report: one RR interval of one substep (bpm).
 MAX_HEART_RATE_BPM = 60000.0 / conduction.DT_MS
 #: Largest HRV: std of values within [1, 3000] ms is at most half the range.
@@ -194,11 +192,12 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
         """Bounds every reachable observation satisfies (wider than CardioSim's, which are not)."""
         in_flight = params.conduction.av_delay + params.conduction.his_purkinje_delay
         target = params.target_heart_rate_bpm
-        low = stack_last([-CELL_BOUND, -CELL_BOUND, 0.0, -in_flight, -target, 0.0])
+        v_bound, w_low, w_high = fhn.state_bounds(params.cell, params.ventricular_stimulus)
+        low = stack_last([-v_bound, w_low, 0.0, -in_flight, -target, 0.0])
         high = stack_last(
             [
-                CELL_BOUND,
-                CELL_BOUND,
+                v_bound,
+                w_high,
                 MAX_HEART_RATE_BPM,
                 MAX_TIME_SINCE_BEAT_MS,
                 MAX_HEART_RATE_BPM - target,

@@ -113,3 +113,25 @@ def integrate(
         step_inputs=voltage_noise,
     )
     return final
+
+
+def state_bounds(
+    params: FitzHughNagumoParams, max_stimulus: jax.Array, noise_margin: jax.Array = 0.0
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """An invariant box ``|v| <= V``, ``w_low <= w <= w_high`` for stimuli in ``[0, max_stimulus]``.
+
+    On the box's faces the vector field points inward: ``dw/dt <= 0`` at
+    ``w = (a + V) / b`` and ``>= 0`` at ``w = (a - V) / b`` whenever ``|v| <= V``,
+    and ``dv/dt`` has the inward sign at ``v = +-V`` for every such ``w`` once
+    ``V^3 / 3 >= (1 + 1/b) V + max(I_max - a/b, a/b)``. ``V`` is the largest root
+    of that cubic (Newton from above), widened by ``noise_margin`` for noisy
+    cells. Returns ``(V, w_low, w_high)``.
+    """
+    slope = 1.0 + 1.0 / params.b
+    offset = jnp.maximum(max_stimulus - params.a / params.b, params.a / params.b)
+    bound = 2.0 * jnp.sqrt(3.0 * slope) + jnp.cbrt(3.0 * offset) + 1.0  # above the root
+    for _ in range(30):  # convex and increasing above the root: monotone convergence
+        cubic = bound**3 / 3.0 - slope * bound - offset
+        bound = bound - cubic / (bound**2 - slope)
+    bound = bound + 1e-3 + noise_margin
+    return bound, (params.a - bound) / params.b, (params.a + bound) / params.b
