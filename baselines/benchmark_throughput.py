@@ -99,10 +99,12 @@ def main() -> None:
 
     device = jax.devices()[0]
     print(
-        f"# Throughput on {device.platform} ({device.device_kind}), {platform.processor() or platform.machine()}"
+        f"# Throughput on {device.platform} ({device.device_kind}), "
+        f"{platform.processor() or platform.machine()}"
     )
     print(
-        f"# ours: {args.batch} patients x {args.steps} steps; reference: 1 env x {args.reference_steps} steps"
+        f"# ours: {args.batch} patients x {args.steps} steps; "
+        f"reference: 1 env x {args.reference_steps} steps"
     )
     print("| env | tier | ours steps/s | reference steps/s | ratio | ours first call (s) |")
     print("|---|---|---:|---:|---:|---:|")

@@ -60,7 +60,10 @@ def fmt(cell: dict | None) -> str:
     if cell is None:
         return "–"
     lo, hi = cell["ci95"]
-    return f"{cell['mean']:,.1f} ± {cell['std']:,.1f} (IQM {cell['iqm']:,.1f}; CI {lo:,.1f} to {hi:,.1f})"
+    return (
+        f"{cell['mean']:,.1f} ± {cell['std']:,.1f} "
+        f"(IQM {cell['iqm']:,.1f}; CI {lo:,.1f} to {hi:,.1f})"
+    )
 
 
 def main() -> None:
@@ -91,7 +94,8 @@ def main() -> None:
         for name, cell in cells.items():
             paper = PAPER[env_id][name]
             print(
-                f"| {env_id} ({PROTOCOL[env_id]}) | {name} | {paper[0]:,} ± {paper[1]:,} | {fmt(cell)} |"
+                f"| {env_id} ({PROTOCOL[env_id]}) | {name} | "
+                f"{paper[0]:,} ± {paper[1]:,} | {fmt(cell)} |"
             )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import jax
@@ -68,3 +69,91 @@ def random_actions(env, params, key, n: int) -> jax.Array:
     """``n`` actions drawn uniformly from the action space, shape ``(n, *action_shape)``."""
     space = env.action_space(params)
     return jax.random.uniform(key, (n, *space.shape), minval=space.low, maxval=space.high)
+
+
+def parameter_ranges(env) -> dict:
+    """Every range-checked parameter of ``env`` -> its ``ParameterRange``.
+
+    Top-level fields by name, model fields as ``"group.field"`` (e.g. ``"cell.tau"``).
+    """
+    ranges = dict(env.parameter_ranges)
+    for group, validator in env.model_validators.items():
+        module = importlib.import_module(validator.__module__)
+        ranges.update({f"{group}.{name}": r for name, r in module.PARAMETER_RANGES.items()})
+    return ranges
+
+
+@pytest.fixture
+def x64():
+    """Run the test with 64-bit JAX types; the previous setting is restored afterwards."""
+    if hasattr(jax, "enable_x64"):
+        context = jax.enable_x64(True)
+    else:  # older JAX
+        from jax.experimental import enable_x64
+
+        context = enable_x64()
+    with context:
+        yield
+
+
+def check_validate_contract(validate, params, ranges) -> None:
+    """Exercise a model's ``validate`` against its ``PARAMETER_RANGES``.
+
+    For every parameter: the defaults and both (inclusive) bounds pass; a value
+    above the range, below it, or NaN raises a ``ValueError`` whose message
+    names the parameter, the value, the range and the source; a batch passes
+    when every entry is in range and fails, counting the bad entries, when one
+    is not.
+    """
+    validate(params)
+    for name, bounds in ranges.items():
+        for ok in (bounds.low, bounds.high, 0.5 * (bounds.low + bounds.high)):
+            validate(params.replace(**{name: np.float32(ok)}))
+        span = bounds.high - bounds.low
+        for bad in (bounds.high + 0.5 * span, bounds.low - 0.5 * span):
+            with pytest.raises(ValueError) as excinfo:
+                validate(params.replace(**{name: bad}))
+            message = str(excinfo.value)
+            assert f"'{name}'" in message
+            assert f"{bad:g}" in message
+            assert f"[{bounds.low:g}, {bounds.high:g}]" in message
+            assert bounds.unit in message
+            assert bounds.source in message
+        with pytest.raises(ValueError, match=rf"'{name}' = nan"):
+            validate(params.replace(**{name: float("nan")}))
+        with pytest.raises(ValueError, match=rf"'pfx.{name}'"):
+            validate(params.replace(**{name: bounds.high + span}), prefix="pfx.")
+
+        batch = np.linspace(bounds.low, bounds.high, 7).astype(np.float32)
+        validate(params.replace(**{name: batch}))
+        batch_2d = np.tile(batch, (3, 1))
+        validate(params.replace(**{name: batch_2d}))
+        bad_batch = batch_2d.copy()
+        bad_batch[1, 4] = bounds.high + span
+        with pytest.raises(ValueError, match=r"1 of 21 entries") as excinfo:
+            validate(params.replace(**{name: bad_batch}))
+        assert f"{np.float32(bounds.high + span):g}" in str(excinfo.value)
+        nan_batch = batch.copy()
+        nan_batch[2] = np.nan
+        with pytest.raises(ValueError, match=rf"'{name}'"):
+            validate(params.replace(**{name: nan_batch}))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def env_rollout(env, params, key, actions):
+    """Reset with ``split(key)[0]``, then ``env.step`` over ``actions`` (leading axis = steps).
+
+    Returns ``(reset_obs, (obs, reward, terminated, truncated, info, state))``, the
+    per-step outputs stacked, ``state`` being the state after each step. Compiled
+    once per env class and shapes (env instances compare equal).
+    """
+    reset_key, loop_key = jax.random.split(key)
+    obs, state = env.reset(reset_key, params)
+
+    def body(state, inputs):
+        step_key, action = inputs
+        obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
+        return state, (obs, reward, terminated, truncated, info, state)
+
+    _, out = jax.lax.scan(body, state, (jax.random.split(loop_key, actions.shape[0]), actions))
+    return obs, out

@@ -98,7 +98,9 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
     }
     parameter_ranges = {
         "arrhythmia_prob": ParameterRange(0.0, 1.0, "probability", "definition"),
-        "membrane_noise_std": ParameterRange(0.0, 0.05, "dimensionless", "CardioSim tiers 0.01-0.05"),
+        "membrane_noise_std": ParameterRange(
+            0.0, 0.05, "dimensionless", "CardioSim tiers 0.01-0.05"
+        ),
         "pk_variability": ParameterRange(0.0, 0.5, "relative", "CardioSim tiers 0-0.4"),
         "normal_stimulus": fhn.STIMULUS_RANGE,
         "arrhythmic_stimulus": fhn.STIMULUS_RANGE,
@@ -149,7 +151,9 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
         window_reward = jnp.where(
             therapeutic,
             THERAPEUTIC_REWARD,
-            jnp.where(subtherapeutic, -SUBTHERAPEUTIC_PENALTY, jnp.where(toxic, -TOXIC_PENALTY, 0.0)),
+            jnp.where(
+                subtherapeutic, -SUBTHERAPEUTIC_PENALTY, jnp.where(toxic, -TOXIC_PENALTY, 0.0)
+            ),
         )
         reward = (
             window_reward

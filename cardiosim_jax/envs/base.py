@@ -24,7 +24,8 @@ EPISODE_LENGTH_RANGE = ParameterRange(1, 100_000, "steps", "episode length")
 
 def sanitize_action(action: jax.Array) -> jax.Array:
     """float32 action with NaN replaced by 0; +-inf are kept for the env's own clipping."""
-    return jnp.nan_to_num(jnp.asarray(action, jnp.float32), nan=0.0, posinf=jnp.inf, neginf=-jnp.inf)
+    action = jnp.asarray(action, jnp.float32)
+    return jnp.nan_to_num(action, nan=0.0, posinf=jnp.inf, neginf=-jnp.inf)
 
 
 def as_arrays(params: Any) -> Any:
@@ -36,6 +37,28 @@ def as_arrays(params: Any) -> Any:
         return jnp.asarray(arr, dtype)
 
     return jax.tree_util.tree_map(convert, params)
+
+
+def cast_like(template: Any, params: Any) -> Any:
+    """``params`` with every leaf converted to the dtype of ``template``'s leaf.
+
+    An int given for a float parameter stays float32 (so one compiled function
+    serves it); an integer parameter (the episode length) must be a whole
+    number, else ``ValueError``.
+    """
+
+    def convert(path: Any, like: jax.Array, leaf: Any) -> jax.Array:
+        arr = np.asarray(leaf)
+        if np.issubdtype(like.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
+            values = arr.astype(np.float64)
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if np.any(bad):
+                shown = float(np.ravel(values[bad] if arr.ndim else values)[0])
+                name = jax.tree_util.keystr(path).lstrip(".")
+                raise ValueError(f"parameter '{name}' = {shown:g} must be a whole number")
+        return jnp.asarray(arr, like.dtype)
+
+    return jax.tree_util.tree_map_with_path(convert, template, params)
 
 
 def broadcast_population(params: Any) -> Any:
@@ -136,16 +159,15 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         """Parameters of a difficulty tier with optional overrides, validated.
 
         Raises:
-            ValueError: unknown difficulty, unknown parameter name, or a value
-                outside its literature range.
+            ValueError: unknown difficulty, unknown parameter name, a value
+                outside its literature range, or a non-integral episode length.
         """
         if difficulty not in self.tiers:
             raise ValueError(
-                f"unknown difficulty {difficulty!r} for {self.env_id}; "
-                f"accepted: {list(self.tiers)}"
+                f"unknown difficulty {difficulty!r} for {self.env_id}; accepted: {list(self.tiers)}"
             )
-        params = replace_params(self.base_params(), self.tiers[difficulty], self.env_id)
-        params = as_arrays(replace_params(params, overrides, self.env_id))
+        tiered = as_arrays(replace_params(self.base_params(), self.tiers[difficulty], self.env_id))
+        params = cast_like(tiered, replace_params(tiered, overrides, self.env_id))
         self.validate_params(params)
         return broadcast_population(params)
 

@@ -99,18 +99,28 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
     env_id = "DefibrillationTiming-v0"
     action_shape = (2,)
     tiers = {
-        "easy": {"fib_severity": 0.3, "defibrillation_success_base": 0.7, "membrane_noise_std": 0.01},
+        "easy": {
+            "fib_severity": 0.3,
+            "defibrillation_success_base": 0.7,
+            "membrane_noise_std": 0.01,
+        },
         "medium": {
             "fib_severity": 0.5,
             "defibrillation_success_base": 0.5,
             "membrane_noise_std": 0.02,
         },
-        "hard": {"fib_severity": 0.8, "defibrillation_success_base": 0.3, "membrane_noise_std": 0.03},
+        "hard": {
+            "fib_severity": 0.8,
+            "defibrillation_success_base": 0.3,
+            "membrane_noise_std": 0.03,
+        },
     }
     parameter_ranges = {
         "fib_severity": ParameterRange(0.0, 1.0, "relative", "CardioSim tiers 0.3-0.8"),
         "defibrillation_success_base": ParameterRange(0.0, 1.0, "probability", "definition"),
-        "membrane_noise_std": ParameterRange(0.0, 0.05, "dimensionless", "CardioSim tiers 0.01-0.03"),
+        "membrane_noise_std": ParameterRange(
+            0.0, 0.05, "dimensionless", "CardioSim tiers 0.01-0.03"
+        ),
         "max_steps_in_episode": EPISODE_LENGTH_RANGE,
     }
     model_validators = {"cell": ap.validate}
@@ -146,7 +156,9 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
         in_fibrillation = state.in_fibrillation & ~success
         cell = jax.tree_util.tree_map(
             lambda rest, now: jnp.where(success, rest, now),
-            ap.AlievPanfilovState(u=jnp.float32(POST_SHOCK_STATE[0]), v=jnp.float32(POST_SHOCK_STATE[1])),
+            ap.AlievPanfilovState(
+                u=jnp.float32(POST_SHOCK_STATE[0]), v=jnp.float32(POST_SHOCK_STATE[1])
+            ),
             cell,
         )
 
@@ -237,7 +249,7 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
         )
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
-        """Bounds every reachable observation satisfies (CardioSim's shock and energy bounds are not)."""
+        """Bounds every reachable observation satisfies (CardioSim's shock/energy bounds don't)."""
         steps = params.max_steps_in_episode
         low = stack_last([U_BOUNDS[0], V_BOUNDS[0], 0.0, 0.0, 0.0, 0.0])
         high = stack_last([U_BOUNDS[1], V_BOUNDS[1], 1.0, steps, steps, MAX_ENERGY_J * steps])

@@ -9,11 +9,13 @@ Observation (6,), float32:
     0 membrane voltage v (FHN, dimensionless)
     1 recovery variable w (FHN, dimensionless)
     2 heart rate (bpm): 60000 / mean of the last 5 RR intervals
-    3 time since the last ventricular activation (ms, capped at 5000; negative
-      while a conducted beat is still on its way through the AV node)
+    3 time since the last ventricular activation (ms, capped at 5000; negative,
+      down to -(av_delay + his_purkinje_delay), while a conducted beat is still
+      on its way through the AV node)
     4 heart-rate error: heart rate - target (bpm)
     5 heart-rate variability: std of the last 10 RR intervals (ms)
-Action (2,): [rate adjustment (bpm, nominal -20..20, not clipped), pulse amplitude (clipped to 0..1)].
+Action (2,): [rate adjustment (bpm, nominal -20..20, not clipped),
+    pulse amplitude (clipped to 0..1)].
     The SA rate becomes heart rate + 0.1 x adjustment, clamped to 30..200 bpm;
     an amplitude above 0.1 delivers a pacing pulse on every substep.
 Reward: -(|HR - target| / 20)^2 - 0.1 x amplitude + 0.3 if HRV < 50 ms and |HR - target| < 10 bpm.
@@ -162,8 +164,12 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         heart = state.conduction
-        time_since_beat = jnp.minimum(
-            heart.time_ms - heart.last_ventricular_ms, MAX_TIME_SINCE_BEAT_MS
+        # In float32, time - (time + in_flight) can round to slightly below
+        # -in_flight; the lower clip only removes that rounding error.
+        time_since_beat = jnp.clip(
+            heart.time_ms - heart.last_ventricular_ms,
+            -self._in_flight_ms(params),
+            MAX_TIME_SINCE_BEAT_MS,
         )
         return jnp.stack(
             [
@@ -188,9 +194,14 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
             dtype=jnp.float32,
         )
 
+    @staticmethod
+    def _in_flight_ms(params: EnvParams) -> jax.Array:
+        """AV + His-Purkinje delay: how far ahead a conducted beat is scheduled (ms)."""
+        return params.conduction.av_delay + params.conduction.his_purkinje_delay
+
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Bounds every reachable observation satisfies (wider than CardioSim's, which are not)."""
-        in_flight = params.conduction.av_delay + params.conduction.his_purkinje_delay
+        in_flight = self._in_flight_ms(params)
         target = params.target_heart_rate_bpm
         v_bound, w_low, w_high = fhn.state_bounds(params.cell, params.ventricular_stimulus)
         low = stack_last([-v_bound, w_low, 0.0, -in_flight, -target, 0.0])
