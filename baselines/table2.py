@@ -1,106 +1,79 @@
-"""Table 2 of the CardioSim paper with cardiosim-jax: random and heuristic baselines.
+"""Reproduce the CardioSim paper's Table 2 (random, heuristic, PPO) with confidence intervals.
 
-Paper protocol: PacingControl and AntiarrhythmicDosing on medium,
-DefibrillationTiming on easy. Each cell reports mean, std, IQM and a bootstrap
-95 % CI over many episodes, beside the paper's mean +- std over 20 episodes.
-(The PPO column is produced by the PPO trainer, a later addition.)
+Paper protocol (pacing and dosing on medium, defibrillation on easy) and the
+``paper`` PPO preset (Table 1 with Stable-Baselines3 defaults, one environment),
+8 PPO seeds trained at once per environment and 1,000 evaluation episodes per
+seed. Writes ``baselines/results/table2_paper.{json,md}`` and
+``table2_learning_curves.png``.
 
-    python baselines/table2.py [--quick] [--episodes N] [--out FILE.json]
+    python baselines/table2.py [--quick] [--preset paper|tuned]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-import cardiosim_jax
-from cardiosim_jax import agents
-from cardiosim_jax.evaluation import summarize_returns
-from cardiosim_jax.rollout import run_episodes
+from cardiosim_jax.cli import run_table2
 
-PROTOCOL = {
-    "PacingControl-v0": "medium",
-    "AntiarrhythmicDosing-v0": "medium",
-    "DefibrillationTiming-v0": "easy",
-}
-PAPER = {  # mean, std over 20 episodes (paper Table 2)
-    "PacingControl-v0": {"random": (-369322, 1545175), "heuristic": (129, 6), "ppo": (-646, 284)},
-    "AntiarrhythmicDosing-v0": {"random": (-31, 5), "heuristic": (169, 16), "ppo": (129, 32)},
-    "DefibrillationTiming-v0": {"random": (136, 22), "heuristic": None, "ppo": (128, 27)},
-}
-HEURISTICS = {
-    "PacingControl-v0": (agents.heuristic_pacing_policy, agents.HeuristicPacingParams()),
-    "AntiarrhythmicDosing-v0": (agents.heuristic_dosing_policy, agents.HeuristicDosingParams()),
-}
-
-
-def evaluate_cell(env_id: str, policy_name: str, n_episodes: int, seed: int) -> dict:
-    env, params = cardiosim_jax.make(env_id, PROTOCOL[env_id])
-    if policy_name == "random":
-        policy = (agents.random_policy, agents.random_policy_params(env, params))
-    else:
-        policy = HEURISTICS[env_id]
-    stats = run_episodes(
-        env,
-        params,
-        *policy,
-        jax.random.PRNGKey(seed),
-        n_episodes,
-        int(params.max_steps_in_episode),
-    )
-    return summarize_returns(np.asarray(stats.episode_return))
-
-
-def fmt(cell: dict | None) -> str:
-    if cell is None:
-        return "–"
-    lo, hi = cell["ci95"]
-    return (
-        f"{cell['mean']:,.1f} ± {cell['std']:,.1f} "
-        f"(IQM {cell['iqm']:,.1f}; CI {lo:,.1f} to {hi:,.1f})"
-    )
+RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Reproduce the random/heuristic cells of Table 2.")
-    parser.add_argument("--quick", action="store_true", help="200 episodes per cell")
-    parser.add_argument(
-        "--episodes", type=int, default=None, help="episodes per cell (default 2000)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--preset", default="paper", choices=["paper", "tuned"])
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--episodes", type=int, default=None)
     args = parser.parse_args()
-    n = args.episodes or (200 if args.quick else 2000)
 
-    start = time.perf_counter()
-    results: dict[str, dict] = {}
-    for env_id in PROTOCOL:
-        results[env_id] = {}
-        for name in ("random", "heuristic"):
-            if name == "heuristic" and env_id not in HEURISTICS:
-                continue
-            results[env_id][name] = {**evaluate_cell(env_id, name, n, args.seed), "n_seeds": 1}
-            print(f"  {env_id} {name}: done ({time.perf_counter() - start:.0f}s)", flush=True)
-
-    print(f"\n## Table 2 (random and heuristic), {n} episodes per cell, seed {args.seed}\n")
-    print("| Environment | Policy | Paper (20 ep.) | cardiosim-jax: mean ± std (IQM; 95% CI) |")
-    print("|---|---|---:|---:|")
+    results, table = run_table2(args.quick, args.seeds, args.episodes, preset=args.preset)
+    timing = ["", "PPO training wall time (2-core CPU, compilation included, all seeds at once):"]
     for env_id, cells in results.items():
-        for name, cell in cells.items():
-            paper = PAPER[env_id][name]
-            print(
-                f"| {env_id} ({PROTOCOL[env_id]}) | {name} | "
-                f"{paper[0]:,} ± {paper[1]:,} | {fmt(cell)} |"
-            )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-        print(f"\nwrote {args.out}")
+        ppo_cell = cells["ppo"]
+        timing.append(
+            f"- {env_id}: {ppo_cell['train_seconds']:.0f} s for {ppo_cell['n_seeds']} seeds x "
+            f"{ppo_cell['timesteps']:,} steps"
+        )
+    text = table + "\n".join(timing) + "\n"
+    print(text)
+
+    RESULTS.mkdir(exist_ok=True)
+    stem = f"table2_{args.preset}{'_quick' if args.quick else ''}"
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, (env_id, cells) in zip(axes, results.items(), strict=True):
+        curve = cells["ppo"]["learning_curve"]
+        returns = np.asarray(curve["episode_return"], dtype=np.float64)
+        steps = np.asarray(curve["timesteps"])
+        ax.plot(steps, np.nanmedian(returns, axis=0), label="PPO median over seeds")
+        ax.fill_between(
+            steps,
+            np.nanpercentile(returns, 25, axis=0),
+            np.nanpercentile(returns, 75, axis=0),
+            alpha=0.3,
+            label="IQR",
+        )
+        for name, style in (("heuristic", "--"), ("random", ":")):
+            if name in cells:
+                ax.axhline(cells[name]["mean"], ls=style, color="k", label=name)
+        if env_id == "PacingControl-v0":
+            ax.set_yscale("symlog")
+        ax.set_title(env_id)
+        ax.set_xlabel("environment steps")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("training episode return")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{stem}_learning_curves.png", dpi=100)
 
 
 if __name__ == "__main__":

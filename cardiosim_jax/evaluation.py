@@ -39,3 +39,57 @@ def summarize_returns(returns: np.ndarray, *, n_resamples: int = 2000, seed: int
         "ci95": [ci[0], ci[1]],
         "n_episodes": int(returns.size),
     }
+
+
+def evaluate(
+    policy,
+    env,
+    params,
+    key,
+    n_episodes: int,
+    n_seeds: int = 1,
+    policy_params=None,
+    *,
+    n_resamples: int = 2000,
+) -> dict:
+    """Evaluate ``policy`` on ``n_seeds x n_episodes`` episodes in one vmapped, jitted call.
+
+    Args:
+        policy: ``policy(policy_params, obs, key) -> action``.
+        env, params: a cardiosim-jax environment and its parameters.
+        key: PRNG key.
+        n_episodes: episodes per seed.
+        n_seeds: independent policies (e.g. training seeds). When > 1,
+            ``policy_params`` has a leading axis of that length and the 95 % CI
+            is a bootstrap over seeds of the per-seed mean return (what varies
+            between training runs); otherwise over episodes.
+        policy_params: passed to ``policy`` (``None`` for parameter-free policies).
+
+    Returns:
+        ``summarize_returns`` of all episode returns (``ci95`` as described),
+        plus ``"n_seeds"`` and ``"seed_means"``.
+    """
+    import jax  # local: keep this module importable for pure statistics
+
+    from cardiosim_jax.rollout import run_episodes
+
+    max_steps = int(np.max(np.asarray(params.max_steps_in_episode)))
+    seed_keys = jax.random.split(key, n_seeds)
+    if n_seeds > 1:
+        stats_ = jax.vmap(
+            lambda pp, k: run_episodes(env, params, policy, pp, k, n_episodes, max_steps)
+        )(policy_params, seed_keys)
+    else:
+        stats_ = jax.tree_util.tree_map(
+            lambda x: x[None],
+            run_episodes(env, params, policy, policy_params, seed_keys[0], n_episodes, max_steps),
+        )
+    returns = np.asarray(stats_.episode_return, dtype=np.float64)  # (n_seeds, n_episodes)
+    summary = summarize_returns(returns, n_resamples=n_resamples)
+    seed_means = returns.mean(axis=1)
+    if n_seeds > 1:
+        summary["ci95"] = summarize_returns(seed_means, n_resamples=n_resamples)["ci95"]
+        summary["iqm"] = interquartile_mean(returns.ravel())
+    summary["n_seeds"] = int(n_seeds)
+    summary["seed_means"] = seed_means.tolist()
+    return summary

@@ -206,3 +206,28 @@ def test_random_policy_and_heuristic_params_are_pytrees():
         )
     )(heuristic, obs)
     np.testing.assert_array_equal(np.asarray(doses)[:, 0], [5.0, 10.0])
+
+
+def test_always_shock_policy_shocks_at_its_energy_for_any_batch_shape():
+    params = agents.AlwaysShockParams(energy_j=200.0)
+    single = agents.always_shock_policy(params, jnp.zeros(6), None)
+    batch = agents.always_shock_policy(params, jnp.zeros((5, 6)), None)
+    np.testing.assert_array_equal(single, [1.0, 200.0])
+    assert batch.shape == (5, 2)
+    np.testing.assert_array_equal(batch, np.tile([1.0, 200.0], (5, 1)))
+
+
+def test_baseline_policy_picks_the_rule_of_each_env_and_rejects_unknown_names():
+    expected = {
+        "PacingControl-v0": agents.heuristic_pacing_policy,
+        "AntiarrhythmicDosing-v0": agents.heuristic_dosing_policy,
+        "DefibrillationTiming-v0": agents.always_shock_policy,
+    }
+    for env_id, rule in expected.items():
+        env, params = cardiosim_jax.make(env_id)
+        assert agents.baseline_policy("heuristic", env, params)[0] is rule
+        policy, bounds = agents.baseline_policy("random", env, params)
+        assert policy is agents.random_policy
+        np.testing.assert_array_equal(bounds.high, env.action_space(params).high)
+    with pytest.raises(ValueError, match="accepted"):
+        agents.baseline_policy("expert", env, params)

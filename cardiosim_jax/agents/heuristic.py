@@ -25,7 +25,9 @@ def heuristic_pacing_policy(
     """PacingControl action from the heart-rate error (obs[4], bpm)."""
     del key
     hr_error = obs[..., 4]
-    adjustment = jnp.clip(-params.gain * hr_error, -params.max_adjustment_bpm, params.max_adjustment_bpm)
+    adjustment = jnp.clip(
+        -params.gain * hr_error, -params.max_adjustment_bpm, params.max_adjustment_bpm
+    )
     amplitude = jnp.minimum(1.0, jnp.abs(hr_error) / params.amplitude_scale_bpm)
     return jnp.stack([adjustment, amplitude], axis=-1).astype(jnp.float32)
 
@@ -66,3 +68,24 @@ def heuristic_dosing_policy(
         ),
     )
     return dose[..., None].astype(jnp.float32)
+
+
+@struct.dataclass
+class AlwaysShockParams:
+    """Shock on every step at a fixed energy (J)."""
+
+    energy_j: jax.Array = 360.0
+
+
+def always_shock_policy(
+    params: AlwaysShockParams, obs: jax.Array, key: jax.Array | None = None
+) -> jax.Array:
+    """DefibrillationTiming action: shock now at ``energy_j``.
+
+    CardioSim ships no defibrillation heuristic; since shock success ignores
+    the cell state, shocking at maximum energy on every step is the natural
+    rule-based comparator (about 140 on easy).
+    """
+    del key
+    ones = jnp.ones(obs.shape[:-1], jnp.float32)
+    return jnp.stack([ones, ones * params.energy_j], axis=-1)

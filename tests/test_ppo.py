@@ -1,0 +1,189 @@
+"""PPO trainer: GAE with time-limit bootstrapping, presets, sweeps, learning."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cardiosim_jax
+from cardiosim_jax import agents
+from cardiosim_jax.evaluation import evaluate
+from cardiosim_jax.training import ppo
+
+
+def test_gae_bootstraps_truncation_but_not_termination():
+    # One environment, three steps: normal, time-limit truncation, termination.
+    rewards = jnp.array([[1.0], [2.0], [3.0]])
+    values = jnp.array([[0.5], [0.6], [0.7]])
+    # next_values[1] is V(final observation) of the truncated episode.
+    next_values = jnp.array([[0.6], [0.9], [0.8]])
+    terminated = jnp.array([[0.0], [0.0], [1.0]])
+    done = jnp.array([[0.0], [1.0], [1.0]])
+    gamma, lam = 0.9, 0.8
+    advantages, returns = ppo.compute_gae(
+        rewards, values, next_values, terminated, done, gamma, lam
+    )
+    # By hand: delta0 = 1 + .9*.6 - .5, delta1 = 2 + .9*.9 - .6, delta2 = 3 - .7;
+    # A2 = delta2, A1 = delta1 (episode ended: no lambda-carry), A0 = delta0 + .72*A1.
+    a2, a1 = 2.3, 2.21
+    a0 = 1.04 + gamma * lam * a1
+    np.testing.assert_allclose(advantages[:, 0], [a0, a1, a2], rtol=1e-6)
+    np.testing.assert_allclose(returns, advantages + values, rtol=1e-6)
+    # Treating the time limit as a terminal state (PureJaxRL #20) would lose 0.9 * 0.9.
+    wrong, _ = ppo.compute_gae(rewards, values, next_values, done, done, gamma, lam)
+    assert float(wrong[1, 0]) == pytest.approx(2.0 - 0.6)
+    assert float(advantages[1, 0]) - float(wrong[1, 0]) == pytest.approx(gamma * 0.9)
+
+
+def test_gae_with_lambda_one_is_discounted_return_minus_value():
+    rng = np.random.default_rng(0)
+    rewards = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    next_values = jnp.concatenate([values[1:], jnp.zeros((1, 2))])
+    zeros = jnp.zeros((6, 2))
+    gamma = 0.95
+    advantages, _ = ppo.compute_gae(rewards, values, next_values, zeros, zeros, gamma, 1.0)
+    discounted = np.zeros((6, 2))
+    running = np.zeros(2)
+    for t in reversed(range(6)):
+        running = np.asarray(rewards[t]) + gamma * running
+        discounted[t] = running
+    np.testing.assert_allclose(advantages, discounted - np.asarray(values), rtol=1e-5, atol=1e-5)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(3.0, 2.0, size=(50, 4)) for _ in range(3)]
+    stats = ppo.RunningMeanStd.create((4,))
+    for batch in batches:
+        stats = stats.update(jnp.asarray(batch, jnp.float32))
+    data = np.concatenate(batches)
+    np.testing.assert_allclose(stats.mean, data.mean(0), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(stats.var, data.var(0), rtol=1e-3)
+    assert float(stats.count) == pytest.approx(150, abs=1e-3)
+
+
+def test_paper_preset_is_table_1():
+    table1 = {
+        "PacingControl-v0": (3e-4, 2048, 0.01, 200_000, "medium"),
+        "AntiarrhythmicDosing-v0": (5e-4, 1024, 0.02, 300_000, "medium"),
+        "DefibrillationTiming-v0": (3e-4, 256, 0.10, 500_000, "easy"),
+    }
+    for env_id, (lr, steps, ent, total, difficulty) in table1.items():
+        config = ppo.preset("paper", env_id)
+        assert (config.learning_rate, config.num_steps, config.ent_coef) == (lr, steps, ent)
+        assert (config.total_timesteps, config.difficulty) == (total, difficulty)
+        assert (config.minibatch_size, config.update_epochs, config.num_envs) == (64, 10, 1)
+        assert (config.gamma, config.gae_lambda, config.clip_eps) == (0.99, 0.95, 0.2)
+        assert (config.vf_coef, config.max_grad_norm, config.hidden_sizes) == (0.5, 0.5, (64, 64))
+        assert not config.normalize_observations and config.activation == "tanh"
+
+
+def test_bad_configs_raise():
+    with pytest.raises(ValueError, match="unknown preset"):
+        ppo.preset("best", "PacingControl-v0")
+    with pytest.raises(ValueError, match="unknown environment id"):
+        ppo.preset("paper", "Pacing-v9")
+    with pytest.raises(ValueError, match="multiple of"):
+        ppo.preset("paper", "PacingControl-v0", minibatch_size=100)
+    config = ppo.preset("paper", "AntiarrhythmicDosing-v0", total_timesteps=1024)
+    train = ppo.make_train(config)
+    with pytest.raises(ValueError, match="static fields"):
+        train(jax.random.PRNGKey(0), config.replace_static(num_steps=512))
+
+
+def _tiny(env_id: str = "AntiarrhythmicDosing-v0", **overrides) -> ppo.PPOConfig:
+    settings = dict(num_envs=8, num_steps=32, minibatch_size=64, total_timesteps=512)
+    settings.update(overrides)
+    return ppo.preset("tuned", env_id, **settings)
+
+
+def test_sweep_leaves_vmap_in_one_call_and_zero_lr_keeps_the_initial_network():
+    config = _tiny()
+    train = ppo.make_train(config)
+    configs = ppo.stack_configs(
+        [config.replace(learning_rate=0.0), config.replace(learning_rate=1e-3)]
+    )
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    out = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))(keys, configs)
+    assert out.metrics["episode_return"].shape == (2, 2, config.num_updates)
+    init_key = jax.random.split(keys[0], 3)[1]  # the key train() initialises the network with
+    obs_dim = 6
+    net = ppo.ActorCritic(1, config.hidden_sizes, config.activation)
+    init = net.init(init_key, jnp.zeros((obs_dim,)))
+    frozen = jax.tree_util.tree_map(lambda x: x[0, 0], out.policy.network)
+    trained = jax.tree_util.tree_map(lambda x: x[1, 0], out.policy.network)
+    kernel = ("params", "actor_mean", "kernel")
+    # Equal up to float32 rounding (batched and single matrix products round differently).
+    np.testing.assert_allclose(
+        frozen["params"]["Dense_0"]["kernel"], init["params"]["Dense_0"]["kernel"], atol=1e-5
+    )
+    np.testing.assert_allclose(_get(frozen, kernel), _get(init, kernel), atol=1e-6)
+    assert not np.allclose(_get(trained, kernel), _get(init, kernel))
+
+
+def _get(tree, path):
+    for name in path:
+        tree = tree[name]
+    return np.asarray(tree)
+
+
+def test_observation_statistics_live_in_the_policy():
+    config = _tiny()
+    out = jax.jit(ppo.make_train(config))(jax.random.PRNGKey(3))
+    stats = out.policy.obs_stats
+    # Updated with the reset batch, then with every rollout's observations.
+    expected = config.num_envs * (1 + config.num_steps * config.num_updates)
+    assert float(stats.count) == pytest.approx(expected, rel=1e-4)
+    assert out.policy.normalize_observations
+    assert out.policy.symlog_observations == config.symlog_observations
+    assert np.all(np.isfinite(stats.mean)) and np.all(np.asarray(stats.var) > 0)
+
+
+def test_initial_action_sets_the_untrained_mean_action():
+    config = _tiny("PacingControl-v0", init_action=(5.0, 0.0), total_timesteps=256)
+    out = jax.jit(ppo.make_train(config.replace(learning_rate=0.0)))(jax.random.PRNGKey(0))
+    obs = jnp.zeros((3, 6))
+    # Output kernel is orthogonal(0.01): the mean action is the bias, up to ~1% of the range.
+    action = ppo.ppo_policy(out.policy, obs, None)
+    np.testing.assert_allclose(action[:, 0], 5.0, atol=0.5)
+    np.testing.assert_allclose(action[:, 1], 0.0, atol=0.05)
+
+
+def test_actions_reach_the_env_inside_bounds_and_are_finite():
+    for rescale in (True, False):
+        raw = jnp.array([[-1e6, 0.0], [0.3, 1e6], [jnp.inf, -jnp.inf]])
+        low, high = jnp.array([-20.0, 0.0]), jnp.array([20.0, 1.0])
+        action = ppo.to_env_action(raw, low, high, rescale)
+        assert bool(jnp.all((action >= low) & (action <= high)))
+        back = ppo.from_env_action(jnp.array([10.0, 0.5]), low, high, rescale)
+        np.testing.assert_allclose(ppo.to_env_action(back, low, high, rescale), [10.0, 0.5])
+
+
+@pytest.mark.slow
+def test_tuned_ppo_learns_dosing_far_above_random():
+    config = ppo.preset("tuned", "AntiarrhythmicDosing-v0")  # 1M steps: ~20 s on 2 cores
+    out = jax.jit(jax.vmap(ppo.make_train(config)))(jax.random.split(jax.random.PRNGKey(0), 2))
+    env, params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+    trained = evaluate(ppo.ppo_policy, env, params, jax.random.PRNGKey(1), 200, 2, out.policy)
+    policy, policy_params = agents.baseline_policy("random", env, params)
+    random = evaluate(policy, env, params, jax.random.PRNGKey(1), 200, 1, policy_params)
+    # Random dosing scores about -44; the heuristic about 180.
+    assert min(trained["seed_means"]) > random["mean"] + 150, (trained, random["mean"])
+    curve = np.asarray(out.metrics["episode_return"])
+    assert np.all(np.nanmean(curve[:, -5:], axis=1) > np.nanmean(curve[:, :3], axis=1) + 100)
+
+
+def test_orthogonal_initializer_is_orthogonal_and_vmaps_over_seeds():
+    init = ppo.orthogonal(2.0)
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    for shape in [(6, 64), (64, 64), (64, 1)]:
+        weights = jax.vmap(lambda k, shape=shape: init(k, shape))(keys)
+        assert weights.shape == (8, *shape)
+        for w in np.asarray(weights):
+            gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+            np.testing.assert_allclose(gram, 4.0 * np.eye(gram.shape[0]), atol=1e-4)
+    # Different keys give different matrices.
+    assert not np.allclose(weights[0], weights[1])
