@@ -29,7 +29,30 @@ RESULTS = Path(__file__).parent / "results"
 
 def fmt(cell: dict) -> str:
     lo, hi = cell["ci95"]
-    return f"{cell['iqm']:,.1f} [{lo:,.1f}, {hi:,.1f}]"
+    return f"{cell['mean']:,.1f} [{lo:,.1f}, {hi:,.1f}] (IQM {cell['iqm']:,.1f})"
+
+
+def render(results: dict, seeds: int, episodes: int) -> str:
+    """Markdown table of ``results`` (as written to tuned.json)."""
+    lines = [
+        f"Tuned PPO, {seeds} seeds x {episodes} evaluation episodes (deterministic policy); "
+        "baselines over the same number of episodes. Cells: mean [95% bootstrap CI of the "
+        "mean: over seeds for PPO, over episodes for baselines] (IQM of episode returns).",
+        "Heuristic = the reference's rule for pacing and dosing; always shock at 360 J for "
+        "defibrillation. 'Beats' = PPO's CI lies entirely above the heuristic's.",
+        "",
+        "| Environment | Tier | Random | Heuristic | PPO (tuned) | Beats heuristic? | Train time |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for key, cell in results.items():
+        env_id, difficulty = key.split("/")
+        beats = cell["ppo"]["ci95"][0] > cell["heuristic"]["ci95"][1]
+        lines.append(
+            f"| {env_id} | {difficulty} | {fmt(cell['random'])} | {fmt(cell['heuristic'])} | "
+            f"{fmt(cell['ppo'])} | {'yes' if beats else 'no'} | "
+            f"{cell['ppo']['train_seconds']:.0f} s |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -37,7 +60,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=500)
     parser.add_argument("--envs", nargs="*", default=list(cardiosim_jax.registered_envs))
+    parser.add_argument("--render-only", action="store_true", help="re-render tuned.json")
     args = parser.parse_args()
+    if args.render_only:
+        table = render(json.loads((RESULTS / "tuned.json").read_text()), args.seeds, args.episodes)
+        (RESULTS / "tuned.md").write_text(table)
+        print(table)
+        return
 
     results: dict[str, dict] = {}
     curves = {}
@@ -82,27 +111,7 @@ def main() -> None:
                 flush=True,
             )
 
-    lines = [
-        f"Tuned PPO, {args.seeds} seeds x {args.episodes} evaluation episodes (deterministic "
-        "policy); baselines over the same number of episodes. Cells: IQM of episode returns "
-        "[95% bootstrap CI of the mean: over seeds for PPO, over episodes for baselines].",
-        "Heuristic = the reference's rule for pacing and dosing; always shock at 360 J for "
-        "defibrillation.",
-        "",
-        "| Environment | Tier | Random | Heuristic | PPO (tuned) | PPO mean | PPO > heuristic? | "
-        "Train time |",
-        "|---|---|---:|---:|---:|---:|---|---:|",
-    ]
-    for key, cell in results.items():
-        env_id, difficulty = key.split("/")
-        beats = cell["ppo"]["ci95"][0] > cell["heuristic"]["ci95"][1]
-        lines.append(
-            f"| {env_id} | {difficulty} | {fmt(cell['random'])} | {fmt(cell['heuristic'])} | "
-            f"{fmt(cell['ppo'])} | {cell['ppo']['mean']:,.1f} | "
-            f"{'yes' if beats else 'no'} (CIs {'disjoint' if beats else 'overlap or below'}) | "
-            f"{cell['ppo']['train_seconds']:.0f} s |"
-        )
-    table = "\n".join(lines) + "\n"
+    table = render(results, args.seeds, args.episodes)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tuned.md").write_text(table)
