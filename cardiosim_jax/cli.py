@@ -149,7 +149,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             policy, env, env_params, jax.random.PRNGKey(args.seed), args.episodes, 1, policy_params
         )
     else:
-        policies, config, n_seeds = checkpoint.load_seeds(args.policy)
+        try:
+            policies, config, n_seeds = checkpoint.load_seeds(args.policy)
+        except FileNotFoundError as error:
+            raise SystemExit(
+                f"--policy {args.policy!r} is neither 'random', 'heuristic' nor a checkpoint "
+                f"directory ({error})"
+            ) from error
         if config.env_id != args.env.removeprefix("cardiosim/"):
             raise SystemExit(f"checkpoint was trained on {config.env_id}, not {args.env}")
         env, env_params = cardiosim_jax.make(args.env, args.difficulty)

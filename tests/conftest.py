@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 
 import jax
 import numpy as np
@@ -157,3 +158,22 @@ def env_rollout(env, params, key, actions):
 
     _, out = jax.lax.scan(body, state, (jax.random.split(loop_key, actions.shape[0]), actions))
     return obs, out
+
+
+def expected_always_shock_return(energy_j: float, success_base: float, steps: int = 100) -> float:
+    """Exact expected return of shocking at ``energy_j`` on every step (DefibrillationTiming).
+
+    From the environment's documented dynamics: a shock succeeds with probability
+    ``base x (1 - exp(-E / 150)) x 0.95^shocks`` (shocks counted including this one);
+    reward -0.1 per step in fibrillation, -2 - 0.005 E per shock, +100 on success
+    (+50 more with at most 3 shocks), -50 on timing out in fibrillation.
+    """
+    per_failed_step = -0.1 - 2.0 - 0.005 * energy_j
+    success_step = 100.0 - 2.0 - 0.005 * energy_j
+    still_fibrillating, expected = 1.0, 0.0
+    for shock in range(1, steps + 1):
+        p = success_base * (1.0 - math.exp(-energy_j / 150.0)) * 0.95**shock
+        reward = (shock - 1) * per_failed_step + success_step + (50.0 if shock <= 3 else 0.0)
+        expected += still_fibrillating * p * reward
+        still_fibrillating *= 1.0 - p
+    return expected + still_fibrillating * (steps * per_failed_step - 50.0)
