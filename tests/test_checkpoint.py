@@ -233,3 +233,27 @@ def test_missing_checkpoint_raises_file_not_found(tmp_path):
         checkpoint.load_policy(tmp_path / "does-not-exist")
     with pytest.raises(FileNotFoundError):
         checkpoint.load_seeds(tmp_path / "does-not-exist")
+
+
+def test_saving_fewer_seeds_over_an_old_run_does_not_mix_in_stale_seeds(paper_run, tmp_path):
+    """Re-using an output directory: a 2-seed save over a 3-seed one loads 2 seeds."""
+    config, out = paper_run
+    three = jax.tree_util.tree_map(lambda x: jnp.stack([x] * 3), out.policy)
+    checkpoint.save_seeds(tmp_path, three, config)
+    two = jax.tree_util.tree_map(lambda x: jnp.stack([x] * 2), out.policy)
+    two = two.replace(obs_stats=two.obs_stats.replace(mean=two.obs_stats.mean + 1.0))
+    checkpoint.save_seeds(tmp_path, two, config)
+    loaded, _, n_seeds = checkpoint.load_seeds(tmp_path)
+    assert n_seeds == 2
+    assert_trees_identical(two, loaded)
+
+
+def test_load_seeds_ignores_unrelated_entries(paper_run, tmp_path):
+    config, out = paper_run
+    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x] * 2), out.policy)
+    checkpoint.save_seeds(tmp_path, stacked, config)
+    (tmp_path / "seed_notes.txt").write_text("which seeds were good")
+    (tmp_path / "seed_best").mkdir()
+    loaded, _, n_seeds = checkpoint.load_seeds(tmp_path)
+    assert n_seeds == 2
+    assert_trees_identical(stacked, loaded)

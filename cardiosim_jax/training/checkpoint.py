@@ -66,9 +66,29 @@ def load_policy(directory: str | Path) -> tuple[PPOPolicyParams, PPOConfig]:
     return policy, config
 
 
+def seed_directories(directory: str | Path) -> list[Path]:
+    """The ``seed_<i>`` subdirectories of ``directory`` (i an integer), in numeric order."""
+    found = [
+        path
+        for path in Path(directory).glob("seed_*")
+        if path.is_dir() and path.name.removeprefix("seed_").isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("seed_")))
+
+
 def save_seeds(directory: str | Path, policies: PPOPolicyParams, config: PPOConfig) -> list[Path]:
-    """Save a seed-batched policy (leading axis = seeds) as ``seed_<i>`` subdirectories."""
+    """Save a seed-batched policy (leading axis = seeds) as ``seed_<i>`` subdirectories.
+
+    Checkpoints of higher-numbered seeds left in ``directory`` by an earlier,
+    larger run are removed, so that :func:`load_seeds` reads this run only.
+    """
     n_seeds = jax.tree_util.tree_leaves(policies)[0].shape[0]
+    for stale in seed_directories(directory):
+        if int(stale.name.removeprefix("seed_")) >= n_seeds:
+            for name in (POLICY_FILE, CONFIG_FILE):
+                (stale / name).unlink(missing_ok=True)
+            if not any(stale.iterdir()):
+                stale.rmdir()
     return [
         save_policy(
             Path(directory) / f"seed_{i}",
@@ -82,7 +102,7 @@ def save_seeds(directory: str | Path, policies: PPOPolicyParams, config: PPOConf
 def load_seeds(directory: str | Path) -> tuple[PPOPolicyParams, PPOConfig, int]:
     """Load ``seed_<i>`` subdirectories (or a single checkpoint) stacked on a leading axis."""
     directory = Path(directory)
-    seed_dirs = sorted(directory.glob("seed_*"), key=lambda p: int(p.name.split("_")[1]))
+    seed_dirs = [d for d in seed_directories(directory) if (d / POLICY_FILE).exists()]
     if not seed_dirs:
         policy, config = load_policy(directory)
         return jax.tree_util.tree_map(lambda x: x[None], policy), config, 1
