@@ -45,20 +45,13 @@ def main() -> None:
         "PacingControl-v0": lambda obs, rng, env: pacing.predict(obs),
         "AntiarrhythmicDosing-v0": lambda obs, rng, env: dosing.predict(obs),
     }
-    our_heuristic = {
-        "PacingControl-v0": (agents.heuristic_pacing_policy, agents.HeuristicPacingParams()),
-        "AntiarrhythmicDosing-v0": (agents.heuristic_dosing_policy, agents.HeuristicDosingParams()),
-    }
     rows, table = {}, []
     for env_id, policies in CASES:
         for difficulty in ("easy", "medium", "hard"):
             env, params = cardiosim_jax.make(env_id, difficulty)
             for name in policies:
-                if name == "random":
-                    policy = (agents.random_policy, agents.random_policy_params(env, params))
-                    ref_policy = reference_random_policy
-                else:
-                    policy, ref_policy = our_heuristic[env_id], ref_heuristic[env_id]
+                policy = agents.baseline_policy(name, env, params)
+                ref_policy = reference_random_policy if name == "random" else ref_heuristic[env_id]
                 ours = np.asarray(
                     run_episodes(
                         env,

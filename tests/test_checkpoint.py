@@ -13,6 +13,10 @@ import cardiosim_jax
 from cardiosim_jax.training import checkpoint, ppo
 
 ENV_ID = "AntiarrhythmicDosing-v0"
+#: Compiled once per policy structure: the original (jax arrays) and the loaded policy
+#: (NumPy arrays) run the same executable.
+deterministic = jax.jit(ppo.ppo_policy)
+stochastic = jax.jit(ppo.ppo_stochastic_policy)
 
 
 def tiny_tuned_config() -> ppo.PPOConfig:
@@ -91,14 +95,14 @@ def assert_trees_identical(a, b) -> None:
 def assert_same_actions(original, loaded, obs) -> None:
     """Deterministic and (same-key) stochastic actions agree bit for bit."""
     np.testing.assert_array_equal(
-        np.asarray(ppo.ppo_policy(original, obs, None)),
-        np.asarray(ppo.ppo_policy(loaded, obs, None)),
+        np.asarray(deterministic(original, obs, None)),
+        np.asarray(deterministic(loaded, obs, None)),
     )
     key = jax.random.PRNGKey(42)
-    sampled = np.asarray(ppo.ppo_stochastic_policy(original, obs, key))
-    np.testing.assert_array_equal(sampled, np.asarray(ppo.ppo_stochastic_policy(loaded, obs, key)))
+    sampled = np.asarray(stochastic(original, obs, key))
+    np.testing.assert_array_equal(sampled, np.asarray(stochastic(loaded, obs, key)))
     # The stochastic check is not vacuous: another key samples other actions.
-    other = np.asarray(ppo.ppo_stochastic_policy(loaded, obs, jax.random.PRNGKey(43)))
+    other = np.asarray(stochastic(loaded, obs, jax.random.PRNGKey(43)))
     assert not np.array_equal(sampled, other)
 
 
@@ -127,8 +131,8 @@ def test_seed_round_trip_is_bit_identical(tuned_run, observations, tmp_path):
         assert_same_actions(seed(out.policy, i), seed(loaded, i), observations)
     # The two seeds are different policies, so the order of the stack matters.
     assert not np.array_equal(
-        np.asarray(ppo.ppo_policy(seed(loaded, 0), observations, None)),
-        np.asarray(ppo.ppo_policy(seed(loaded, 1), observations, None)),
+        np.asarray(deterministic(seed(loaded, 0), observations, None)),
+        np.asarray(deterministic(seed(loaded, 1), observations, None)),
     )
 
 
@@ -165,8 +169,8 @@ def test_observation_statistics_survive_and_matter(tuned_run, observations, tmp_
     # The statistics change the actions, so losing them would be visible.
     reset_stats = loaded.replace(obs_stats=ppo.RunningMeanStd.create(stats.mean.shape))
     assert not np.array_equal(
-        np.asarray(ppo.ppo_policy(loaded, observations, None)),
-        np.asarray(ppo.ppo_policy(reset_stats, observations, None)),
+        np.asarray(deterministic(loaded, observations, None)),
+        np.asarray(deterministic(reset_stats, observations, None)),
     )
 
 

@@ -35,12 +35,7 @@ REFERENCE_POLICIES = {
 
 def our_returns(env_id: str, difficulty: str, policy_name: str, n: int, seed: int) -> np.ndarray:
     env, params = cardiosim_jax.make(env_id, difficulty)
-    if policy_name == "random":
-        policy, policy_params = agents.random_policy, agents.random_policy_params(env, params)
-    elif env_id == "PacingControl-v0":
-        policy, policy_params = agents.heuristic_pacing_policy, agents.HeuristicPacingParams()
-    else:
-        policy, policy_params = agents.heuristic_dosing_policy, agents.HeuristicDosingParams()
+    policy, policy_params = agents.baseline_policy(policy_name, env, params)
     stats_ = run_episodes(
         env,
         params,
