@@ -143,7 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.policy in ("random", "heuristic"):
-        env, env_params = cardiosim_jax.make(args.env, args.difficulty)
+        difficulty = args.difficulty or "medium"
+        env, env_params = cardiosim_jax.make(args.env, difficulty)
         policy, policy_params = agents.baseline_policy(args.policy, env, env_params)
         result = evaluate(
             policy, env, env_params, jax.random.PRNGKey(args.seed), args.episodes, 1, policy_params
@@ -158,7 +159,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ) from error
         if config.env_id != args.env.removeprefix("cardiosim/"):
             raise SystemExit(f"checkpoint was trained on {config.env_id}, not {args.env}")
-        env, env_params = cardiosim_jax.make(args.env, args.difficulty)
+        # Default to the tier the checkpoint was trained on.
+        difficulty = args.difficulty or config.difficulty
+        env, env_params = cardiosim_jax.make(args.env, difficulty)
         if n_seeds == 1:
             policies = jax.tree_util.tree_map(lambda x: x[0], policies)
         result = evaluate(
@@ -176,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         lo, hi = summary["ci95"]
         print(
-            f"{args.env} ({args.difficulty}) {args.policy}: mean {summary['mean']:.2f} ± "
+            f"{args.env} ({difficulty}) {args.policy}: mean {summary['mean']:.2f} ± "
             f"{summary['std']:.2f}, IQM {summary['iqm']:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], "
             f"{summary['n_episodes']} episodes"
         )
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate random, heuristic or a checkpoint directory")
-    env_args(ev)
+    env_args(ev, None)  # default: the checkpoint's tier, else medium
     ev.add_argument("--policy", required=True, help="random | heuristic | checkpoint directory")
     ev.add_argument("--episodes", type=int, default=1000)
     ev.add_argument("--json", action="store_true")

@@ -307,3 +307,36 @@ def test_unknown_env_error_lists_the_registered_ids(capsys):
     assert "invalid choice: 'NoSuchEnv-v0'" in err
     for env_id in ENV_IDS:
         assert env_id in err
+
+
+def test_evaluate_defaults_to_the_checkpoint_tier(tmp_path, capsys):
+    config = ppo.preset("paper", "DefibrillationTiming-v0", total_timesteps=256)
+    out = jax.jit(jax.vmap(ppo.make_train(config)))(jax.random.split(jax.random.PRNGKey(0), 1))
+    checkpoint.save_seeds(tmp_path, out.policy, config)
+    capsys.readouterr()
+    cli.main(
+        [
+            "evaluate",
+            "--env",
+            "DefibrillationTiming-v0",
+            "--policy",
+            str(tmp_path),
+            "--episodes",
+            "5",
+        ]
+    )
+    assert "(easy)" in capsys.readouterr().out  # the paper trains defibrillation on easy
+    cli.main(
+        [
+            "evaluate",
+            "--env",
+            "DefibrillationTiming-v0",
+            "--policy",
+            str(tmp_path),
+            "--episodes",
+            "5",
+            "--difficulty",
+            "hard",
+        ]
+    )
+    assert "(hard)" in capsys.readouterr().out
