@@ -314,29 +314,8 @@ def test_evaluate_defaults_to_the_checkpoint_tier(tmp_path, capsys):
     out = jax.jit(jax.vmap(ppo.make_train(config)))(jax.random.split(jax.random.PRNGKey(0), 1))
     checkpoint.save_seeds(tmp_path, out.policy, config)
     capsys.readouterr()
-    cli.main(
-        [
-            "evaluate",
-            "--env",
-            "DefibrillationTiming-v0",
-            "--policy",
-            str(tmp_path),
-            "--episodes",
-            "5",
-        ]
-    )
+    evaluate = ["evaluate", "--env", "DefibrillationTiming-v0", "--policy", str(tmp_path)]
+    cli.main([*evaluate, "--episodes", "5"])
     assert "(easy)" in capsys.readouterr().out  # the paper trains defibrillation on easy
-    cli.main(
-        [
-            "evaluate",
-            "--env",
-            "DefibrillationTiming-v0",
-            "--policy",
-            str(tmp_path),
-            "--episodes",
-            "5",
-            "--difficulty",
-            "hard",
-        ]
-    )
+    cli.main([*evaluate, "--episodes", "5", "--difficulty", "hard"])
     assert "(hard)" in capsys.readouterr().out
