@@ -1,4 +1,4 @@
-"""Command line: ``cardiosim-jax train | evaluate | sweep | table2``."""
+"""Command line: ``cardiosim-jax train | evaluate | sweep | plot | table2``."""
 
 from __future__ import annotations
 
@@ -86,28 +86,24 @@ def _evaluate_trained(
     )
 
 
-def plot_learning_curves(
-    curves: dict[str, np.ndarray], timesteps: np.ndarray, path: Path, title: str
-) -> None:
-    """Mean and min-max band over seeds of the training episode return, one line per label."""
+def _pyplot() -> Any:
+    """pyplot on the non-interactive Agg backend: the CLI only writes files."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, returns in curves.items():
-        returns = np.asarray(returns, dtype=np.float64)  # (seeds, updates)
-        mean = np.nanmean(returns, axis=0)
-        ax.plot(timesteps, mean, label=label)
-        ax.fill_between(
-            timesteps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), alpha=0.2
-        )
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("training episode return")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
+    return plt
+
+
+def plot_learning_curves(
+    curves: dict[str, np.ndarray], timesteps: np.ndarray, path: Path, title: str
+) -> None:
+    """Save :func:`cardiosim_jax.plotting.plot_learning_curves` (mean, min-max band) to ``path``."""
+    plt = _pyplot()
+    from cardiosim_jax import plotting
+
+    fig = plotting.plot_learning_curves(curves, timesteps, title=title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -141,8 +137,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+BASELINE_POLICIES = ("random", "heuristic")
+
+
+def _load_checkpoint(policy: str, env_id: str) -> tuple[ppo.PPOPolicyParams, ppo.PPOConfig, int]:
+    """``checkpoint.load_seeds(policy)`` for ``env_id``; exits with a message if it can't."""
+    try:
+        policies, config, n_seeds = checkpoint.load_seeds(policy)
+    except FileNotFoundError as error:
+        raise SystemExit(
+            f"--policy {policy!r} is neither 'random', 'heuristic' nor a checkpoint "
+            f"directory ({error})"
+        ) from error
+    if config.env_id != env_id.removeprefix("cardiosim/"):
+        raise SystemExit(f"checkpoint was trained on {config.env_id}, not {env_id}")
+    return policies, config, n_seeds
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.policy in ("random", "heuristic"):
+    if args.policy in BASELINE_POLICIES:
         difficulty = args.difficulty or "medium"
         env, env_params = cardiosim_jax.make(args.env, difficulty)
         policy, policy_params = agents.baseline_policy(args.policy, env, env_params)
@@ -150,15 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             policy, env, env_params, jax.random.PRNGKey(args.seed), args.episodes, 1, policy_params
         )
     else:
-        try:
-            policies, config, n_seeds = checkpoint.load_seeds(args.policy)
-        except FileNotFoundError as error:
-            raise SystemExit(
-                f"--policy {args.policy!r} is neither 'random', 'heuristic' nor a checkpoint "
-                f"directory ({error})"
-            ) from error
-        if config.env_id != args.env.removeprefix("cardiosim/"):
-            raise SystemExit(f"checkpoint was trained on {config.env_id}, not {args.env}")
+        policies, config, n_seeds = _load_checkpoint(args.policy, args.env)
         # Default to the tier the checkpoint was trained on.
         difficulty = args.difficulty or config.difficulty
         env, env_params = cardiosim_jax.make(args.env, difficulty)
@@ -183,6 +188,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{summary['std']:.2f}, IQM {summary['iqm']:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], "
             f"{summary['n_episodes']} episodes"
         )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    plt = _pyplot()
+    from cardiosim_jax import plotting
+
+    if args.patients < 1:
+        raise SystemExit(f"--patients must be at least 1, got {args.patients}")
+    name: str | None
+    if args.policy in BASELINE_POLICIES:
+        difficulty = args.difficulty or "medium"
+        policy: Any = args.policy
+        name = None  # plot_rollout's default: "<name> policy"
+    else:
+        policies, config, n_seeds = _load_checkpoint(args.policy, args.env)
+        difficulty = args.difficulty or config.difficulty  # as evaluate: the checkpoint's tier
+        # A multi-seed checkpoint: draw the first seed's policy.
+        policy = (ppo.ppo_policy, jax.tree_util.tree_map(lambda x: x[0], policies))
+        name = f"PPO {args.policy}" + (f" (seed 0 of {n_seeds})" if n_seeds > 1 else "")
+    env_id = args.env.removeprefix("cardiosim/")
+    fig = plotting.plot_rollout(
+        env_id,
+        difficulty,
+        policy,
+        seed=args.seed,
+        n_patients=args.patients,
+        policy_label=name,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(out)
     return 0
 
 
@@ -246,10 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _plot_heatmap(
     rows: list[dict], lrs: list[float], ents: list[float], path: Path, base: ppo.PPOConfig
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     grid = np.array([row["iqm"] for row in rows]).reshape(len(lrs), len(ents))
     fig, ax = plt.subplots(figsize=(1.6 * len(ents) + 2, 1.0 * len(lrs) + 1.5))
@@ -401,6 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--episodes", type=int, default=200)
     sweep.add_argument("--out", required=True)
     sweep.set_defaults(func=cmd_sweep)
+
+    plot = sub.add_parser(
+        "plot", help="draw episodes of random, heuristic or a checkpoint as a PNG (or PDF, SVG)"
+    )
+    env_args(plot, None)  # default: the checkpoint's tier, else medium
+    plot.add_argument(
+        "--policy", default="heuristic", help="random | heuristic | checkpoint directory"
+    )
+    plot.add_argument("--patients", type=int, default=1, help="episodes drawn (one line each)")
+    plot.add_argument("--out", required=True, help="image file (format from its suffix)")
+    plot.set_defaults(func=cmd_plot)
 
     t2 = sub.add_parser("table2", help="reproduce the paper's Table 2 (random, heuristic, PPO)")
     t2.add_argument(

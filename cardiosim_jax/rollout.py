@@ -60,3 +60,130 @@ def run_episodes(
         return EpisodeStats(episode_return=total, length=length)
 
     return jax.vmap(one_episode)(jax.random.split(key, n_episodes))
+
+
+@struct.dataclass
+class Trajectory:
+    """One recorded episode, time-major.
+
+    Leaves have a leading ``(max_steps,)`` axis, plus a leading batch axis when
+    vmapped or made by :func:`record_episodes`. Steps after the episode's end
+    are padding (``valid`` False): reward 0, action 0, terminated and truncated
+    False, and ``info`` and ``state`` frozen at the final step's values.
+    """
+
+    observation: jax.Array  # (T, obs_dim): what the policy saw before each step
+    action: jax.Array  # (T, act_dim): the policy's action, before the env clips it
+    reward: jax.Array  # (T,)
+    terminated: jax.Array  # (T,) bool
+    truncated: jax.Array  # (T,) bool
+    valid: jax.Array  # (T,) bool: the step belongs to the episode (False after its end)
+    info: dict  # the env's step info, each (T,)
+    state: Any  # env state after each step, leaves (T, ...)
+
+    @property
+    def episode_return(self) -> jax.Array:
+        """Undiscounted return of the episode, shape ``()`` (or ``(batch,)``)."""
+        return jnp.sum(jnp.where(self.valid, self.reward, 0.0), axis=-1)
+
+    @property
+    def length(self) -> jax.Array:
+        """Number of steps in the episode, int32, shape ``()`` (or ``(batch,)``)."""
+        return jnp.sum(self.valid, axis=-1, dtype=jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("env", "policy", "max_steps"))
+def record_episode(
+    env: Any,
+    env_params: Any,
+    policy: Policy,
+    policy_params: Any,
+    key: jax.Array,
+    max_steps: int,
+) -> Trajectory:
+    """Record one episode from ``env.reset`` with the key schedule of :func:`run_episodes`.
+
+    ``record_episodes(..., key, n, ...)`` equals ``run_episodes(..., key, n, ...)``
+    episode by episode. Vmap it over keys and (batched) env params with
+    ``in_axes=(None, 0, None, None, 0, None)``, or use :func:`record_episodes`.
+    """
+    reset_key, loop_key = jax.random.split(key)
+    obs, state = env.reset(reset_key, env_params)
+
+    def transition(env_key: jax.Array, state: Any, action: jax.Array):
+        # env.step without its auto-reset, so a finished episode's final state is
+        # kept: same key split and truncation rule as gymnax 1.0.1's Environment.step
+        # (the test comparing with run_episodes guards that they agree).
+        key_step, _ = jax.random.split(env_key)
+        obs, next_state, reward, terminated, info = env.step_env(
+            key_step, state, action, env_params
+        )
+        truncated = env.is_truncated(next_state, env_params)
+        return obs, next_state, reward, terminated, truncated, info
+
+    # A zero info of the right structure, to freeze into after the last step.
+    dummy_action = jnp.zeros(jax.eval_shape(policy, policy_params, obs, key).shape, jnp.float32)
+    info_shape = jax.eval_shape(transition, key, state, dummy_action)[-1]
+    zero_info = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
+
+    def body(carry, step_key):
+        obs, state, info, alive = carry
+        act_key, env_key = jax.random.split(step_key)
+        action = jnp.asarray(policy(policy_params, obs, act_key), jnp.float32)
+        next_obs, next_state, reward, terminated, truncated, next_info = transition(
+            env_key, state, action
+        )
+
+        def keep(new, old):
+            return jax.tree_util.tree_map(lambda n, o: jnp.where(alive, n, o), new, old)
+
+        next_obs, next_state, next_info = keep(
+            (next_obs, next_state, next_info), (obs, state, info)
+        )
+        record = Trajectory(
+            observation=obs,
+            action=jnp.where(alive, action, 0.0),
+            reward=jnp.where(alive, reward, 0.0),
+            terminated=alive & terminated,
+            truncated=alive & truncated,
+            valid=alive,
+            info=next_info,
+            state=next_state,
+        )
+        alive = alive & ~(terminated | truncated)
+        return (next_obs, next_state, next_info, alive), record
+
+    init = (obs, state, zero_info, jnp.array(True))
+    _, trajectory = jax.lax.scan(body, init, jax.random.split(loop_key, max_steps))
+    return trajectory
+
+
+@partial(jax.jit, static_argnames=("env", "policy", "n_episodes", "max_steps"))
+def record_episodes(
+    env: Any,
+    env_params: Any,
+    policy: Policy,
+    policy_params: Any,
+    key: jax.Array,
+    n_episodes: int,
+    max_steps: int,
+) -> Trajectory:
+    """Record ``n_episodes`` episodes (vmapped); leaves get a leading ``(n_episodes,)`` axis.
+
+    ``env_params`` may be a population (every leaf with leading axis
+    ``n_episodes``, as ``cardiosim_jax.make`` builds from array overrides):
+    episode ``i`` then runs patient ``i``. Same keys as :func:`run_episodes`.
+    """
+    leaves = jax.tree_util.tree_leaves(env_params)
+    # Every EnvParams leaf is a scalar per patient, so any batch axis means a population.
+    batched = any(jnp.ndim(leaf) > 0 for leaf in leaves)
+    if batched and any(jnp.shape(leaf)[:1] != (n_episodes,) for leaf in leaves):
+        shapes = sorted({jnp.shape(leaf) for leaf in leaves})
+        raise ValueError(
+            f"batched env params must have a leading axis of n_episodes={n_episodes}; "
+            f"got leaf shapes {shapes}"
+        )
+    keys = jax.random.split(key, n_episodes)
+    return jax.vmap(record_episode, in_axes=(None, 0 if batched else None, None, None, 0, None))(
+        env, env_params, policy, policy_params, keys, max_steps
+    )

@@ -278,6 +278,37 @@ def test_table2_quick_protocol_and_output(tmp_path, monkeypatch, capsys):
     assert "2x20" in stdout and "1x20" in stdout
 
 
+# --------------------------------------------------------------------------- plot
+
+
+def test_plot_heuristic_writes_a_png_and_prints_its_path(tmp_path):
+    out = tmp_path / "figs" / "defib.png"
+    argv = ["plot", "--env", "DefibrillationTiming-v0", "--policy", "heuristic"]
+    stdout = run_cli([*argv, "--patients", "2", "--out", str(out)])
+    assert stdout.strip() == str(out)
+    png = out.read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+
+
+def test_plot_checkpoint_writes_a_png(trained, tmp_path):
+    """A (two-seed) checkpoint directory, loaded as ``evaluate`` loads it."""
+    out_dir, _ = trained
+    out = tmp_path / "ppo.png"
+    stdout = run_cli(["plot", "--env", DOSING, "--policy", str(out_dir), "--out", str(out)])
+    assert stdout.strip() == str(out)
+    assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_unknown_policy_exits_with_the_accepted_ones(tmp_path):
+    out = tmp_path / "x.png"
+    with pytest.raises(SystemExit) as excinfo:
+        run_cli(["plot", "--env", DOSING, "--policy", "clever", "--out", str(out)])
+    message = str(excinfo.value.code)
+    assert "clever" in message and "random" in message and "heuristic" in message
+    assert "checkpoint" in message
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -289,6 +320,7 @@ def test_table2_quick_protocol_and_output(tmp_path, monkeypatch, capsys):
         ["sweep", "--env", "NoSuchEnv-v0", "--lr", "1e-3", "--out", "x"],
         ["evaluate", "--env", DOSING, "--policy", "random", "--difficulty", "extreme"],
         ["train", "--env", DOSING],  # --out is required
+        ["plot", "--env", DOSING],  # --out is required
         ["train", "--env", DOSING, "--out", "x", "--preset", "fast"],
         [],
     ],

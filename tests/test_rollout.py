@@ -1,15 +1,24 @@
-"""``run_episodes``: batched returns and lengths, masking after the first done."""
+"""``run_episodes`` (batched returns and lengths, masking after the first done) and
+``record_episode(s)`` (the same episodes, step by step)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import ENV_IDS
 
 import cardiosim_jax
 from cardiosim_jax import agents
-from cardiosim_jax.rollout import EpisodeStats, run_episodes
+from cardiosim_jax.envs.antiarrhythmic_dosing import TERMINATION_CONCENTRATION
+from cardiosim_jax.rollout import (
+    EpisodeStats,
+    Trajectory,
+    record_episode,
+    record_episodes,
+    run_episodes,
+)
 
 
 def max_dose_policy(params, obs, key):
@@ -131,3 +140,100 @@ def test_run_episodes_is_deterministic_in_the_key():
         _, _, _, c = run(env_id, "hard", agents.random_policy, "random", 4, 4)
         np.testing.assert_array_equal(np.asarray(a.episode_return), np.asarray(b.episode_return))
         assert not np.array_equal(np.asarray(a.episode_return), np.asarray(c.episode_return))
+
+
+# --------------------------------------------------------------------------- record_episode(s)
+
+#: (env id, difficulty, policy, policy params, episodes, seed, overrides): the configurations
+#: of the run_episodes tests above, so their compiled rollouts are reused.
+RECORDED = {
+    "PacingControl-v0": ("medium", agents.random_policy, "random", 16, 0, {}),
+    "AntiarrhythmicDosing-v0": (
+        "medium",
+        max_dose_policy,
+        None,
+        2,
+        7,
+        {"max_steps_in_episode": 120},
+    ),
+    "DefibrillationTiming-v0": ("medium", agents.random_policy, "random", 3, 5, {}),
+}
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_record_episodes_match_run_episodes_and_stop_at_the_episode_end(env_id):
+    difficulty, policy, policy_params, n, seed, overrides = RECORDED[env_id]
+    env, params, policy_params, stats = run(
+        env_id, difficulty, policy, policy_params, n, seed, **overrides
+    )
+    max_steps = int(params.max_steps_in_episode)
+    traj = record_episodes(
+        env, params, policy, policy_params, jax.random.PRNGKey(seed), n, max_steps
+    )
+    assert isinstance(traj, Trajectory)
+    assert traj.reward.shape == (n, max_steps)
+    assert traj.observation.shape == (n, max_steps, 6)
+    assert traj.action.shape == (n, max_steps, env.num_actions)
+    np.testing.assert_array_equal(np.asarray(traj.length), np.asarray(stats.length))
+    np.testing.assert_allclose(
+        np.asarray(traj.episode_return), np.asarray(stats.episode_return), rtol=1e-5, atol=1e-3
+    )
+
+    traj = jax.device_get(traj)
+    steps = np.arange(max_steps)
+    for j, length in enumerate(np.asarray(stats.length)):
+        # valid marks exactly the episode's steps; the last one is its only done.
+        np.testing.assert_array_equal(traj.valid[j], steps < length)
+        done = traj.terminated[j] | traj.truncated[j]
+        np.testing.assert_array_equal(done, steps == length - 1)
+        assert not traj.reward[j, length:].any() and not traj.action[j, length:].any()
+        # Padding freezes the final state and info: no auto-reset into a new episode.
+        for leaf in jax.tree_util.tree_leaves((traj.state, traj.info)):
+            np.testing.assert_array_equal(
+                leaf[j, length:], np.broadcast_to(leaf[j, length - 1], leaf[j, length:].shape)
+            )
+        # observation[t + 1] (what the policy saw) is the observation of state[t].
+        if length > 1:
+            np.testing.assert_allclose(
+                traj.observation[j, 1:length],
+                jax.vmap(env.get_obs, in_axes=(0, None))(
+                    jax.tree_util.tree_map(lambda x, j=j, n=length: x[j, : n - 1], traj.state),
+                    params,
+                ),
+                rtol=1e-6,
+            )
+    if env_id == "DefibrillationTiming-v0":
+        ended = np.asarray(stats.length) < max_steps
+        assert ended.any()
+        # The final state is the defibrillated one, not a fresh fibrillating reset.
+        assert not traj.state.in_fibrillation[ended, -1].any()
+        assert traj.info["defibrillated"][ended, -1].all()
+    if env_id == "AntiarrhythmicDosing-v0":
+        # Terminated by an overdose: the concentration stays above the cut-off.
+        final = traj.state.drug.plasma_concentration[:, -1]
+        assert (final > TERMINATION_CONCENTRATION).all()
+
+
+def test_record_episode_vmaps_over_a_population():
+    targets = np.array([60.0, 90.0])
+    env, params = cardiosim_jax.make(
+        "PacingControl-v0", target_heart_rate_bpm=targets, max_steps_in_episode=150
+    )
+    policy_params = agents.HeuristicPacingParams()
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    recorded = jax.vmap(record_episode, in_axes=(None, 0, None, None, 0, None))(
+        env, params, agents.heuristic_pacing_policy, policy_params, keys, 150
+    )
+    assert recorded.reward.shape == (2, 150)
+    # Each patient's heart rate settles on its own target.
+    final_rate = np.asarray(recorded.info["heart_rate"][:, -1])
+    np.testing.assert_allclose(final_rate, targets, atol=5.0)
+    # record_episodes takes the same population (and the same keys).
+    batched = record_episodes(
+        env, params, agents.heuristic_pacing_policy, policy_params, jax.random.PRNGKey(0), 2, 150
+    )
+    np.testing.assert_allclose(
+        np.asarray(batched.episode_return), np.asarray(recorded.episode_return), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="n_episodes=3"):
+        record_episodes(env, params, agents.heuristic_pacing_policy, policy_params, keys[0], 3, 150)
