@@ -1,4 +1,4 @@
-"""Command line: ``cardiosim-jax train | evaluate | sweep | plot | table2``."""
+"""Command line: ``cardiosim-jax train | evaluate | sweep | plot | table2 | bench``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,13 @@ def plot_learning_curves(
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    if args.shard:
+        config = config.replace_static(shard_envs=True)
+        try:
+            mesh = ppo.env_mesh(config)
+        except ValueError as error:
+            raise SystemExit(f"--shard: {error}") from error
+        _log(f"sharding {config.num_envs} environments over {mesh.devices.size} device(s)")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = train_seeds(config, args.seeds, args.seed)
@@ -395,6 +402,40 @@ def cmd_table2(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    # Imported here: only this command needs it.
+    from cardiosim_jax import benchmarking
+
+    changes: dict[str, Any] = {}
+    if args.envs:
+        changes["envs"] = tuple(e.removeprefix("cardiosim/") for e in args.envs)
+    if args.batches:
+        changes["batches"] = tuple(args.batches)
+    for name in ("repeats", "ppo_updates", "ppo_seeds"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.memory_budget_gib is not None:
+        changes["memory_budget_bytes"] = int(args.memory_budget_gib * benchmarking.GIB)
+    if args.no_rss:
+        changes["rss"] = False
+    if args.quick:
+        settings = benchmarking.BenchSettings.quick_run(**changes)
+    else:
+        settings = benchmarking.BenchSettings(**changes)
+    results = benchmarking.run_benchmarks(settings, log=_log)
+    # A smoke run must not overwrite the full results.
+    suffix = "-quick" if args.quick else ""
+    out = args.out or f"benchmarks/results/{jax.default_backend()}{suffix}.json"
+    json_path, md_path = benchmarking.write_results(results, out)
+    print(benchmarking.to_markdown(results))
+    _log(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -416,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--timesteps", type=int, default=None)
     train.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
     train.add_argument("--out", required=True)
+    train.add_argument(
+        "--shard",
+        action="store_true",
+        help="split the environments over all devices (num_envs divisible by their count)",
+    )
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate random, heuristic or a checkpoint directory")
@@ -459,6 +505,44 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument("--seed", type=int, default=0)
     t2.add_argument("--out", default=None)
     t2.set_defaults(func=cmd_table2)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark suite: env steps/s vs cardiosim 0.1.0 and the RK4 floor, PPO, memory",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="smoke run: batches 1,64, short scans, tiny PPO"
+    )
+    bench.add_argument(
+        "--envs",
+        nargs="+",
+        choices=_env_choices(),
+        default=None,
+        metavar="ENV_ID",
+        help="environments to benchmark (default: all three)",
+    )
+    bench.add_argument(
+        "--batches", type=_int_list, default=None, help="patients, e.g. 1,256,4096,65536"
+    )
+    bench.add_argument("--repeats", type=int, default=None, help="timed calls (best is kept)")
+    bench.add_argument("--ppo-updates", type=int, default=None)
+    bench.add_argument("--ppo-seeds", type=int, default=None, help="seeds vmapped together")
+    bench.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=None,
+        help="budget for the largest-batch extrapolation (default 24)",
+    )
+    bench.add_argument(
+        "--no-rss", action="store_true", help="skip the fresh-subprocess peak-RSS measurement"
+    )
+    bench.add_argument(
+        "--out",
+        default=None,
+        help="JSON path, markdown beside it (default benchmarks/results/<backend>.json, "
+        "or <backend>-quick.json with --quick)",
+    )
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from cardiosim_jax import sharding
+
 Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
@@ -21,7 +23,45 @@ class EpisodeStats:
     length: jax.Array
 
 
-@partial(jax.jit, static_argnames=("env", "policy", "n_episodes", "max_steps"))
+def _population_axis(env_params: Any, n_episodes: int) -> int | None:
+    """``0`` if ``env_params`` is a population of ``n_episodes`` patients, ``None`` if shared.
+
+    Every EnvParams leaf is a scalar per patient, so any batch axis means a population.
+    """
+    leaves = jax.tree_util.tree_leaves(env_params)
+    if not any(jnp.ndim(leaf) > 0 for leaf in leaves):
+        return None
+    if any(jnp.shape(leaf)[:1] != (n_episodes,) for leaf in leaves):
+        shapes = sorted({jnp.shape(leaf) for leaf in leaves})
+        raise ValueError(
+            f"batched env params must have a leading axis of n_episodes={n_episodes}; "
+            f"got leaf shapes {shapes}"
+        )
+    return 0
+
+
+def _episode_inputs(
+    env_params: Any, key: jax.Array, n_episodes: int, shard: bool
+) -> tuple[jax.Array, Any, int | None, Any]:
+    """Per-episode keys and env params, split over all devices when ``shard``.
+
+    Returns ``(keys, env_params, params_axis, mesh)``; ``mesh`` is None unsharded.
+    """
+    params_axis = _population_axis(env_params, n_episodes)
+    keys = jax.random.split(key, n_episodes)
+    mesh = None
+    if shard:
+        mesh = sharding.patient_mesh()
+        sharding.check_divisible(n_episodes, mesh, "n_episodes")
+        # Constraining the inputs (and outputs) is enough: the partitioner
+        # propagates the split through the vmapped episode loop.
+        keys = sharding.constrain_batch(keys, mesh)
+        if params_axis is not None:
+            env_params = sharding.constrain_batch(env_params, mesh)
+    return keys, env_params, params_axis, mesh
+
+
+@partial(jax.jit, static_argnames=("env", "policy", "n_episodes", "max_steps", "shard"))
 def run_episodes(
     env: Any,
     env_params: Any,
@@ -30,14 +70,22 @@ def run_episodes(
     key: jax.Array,
     n_episodes: int,
     max_steps: int,
+    shard: bool = False,
 ) -> EpisodeStats:
     """Run ``n_episodes`` independent episodes (vmapped), each until its first done.
 
     ``max_steps`` is a static upper bound on the episode length (use the env's
     ``max_steps_in_episode``); steps after an episode's end are masked out.
+    ``env_params`` may be a population (every leaf with leading axis
+    ``n_episodes``): episode ``i`` then runs patient ``i``.
+
+    ``shard=True`` splits the episodes (and a population) evenly over all
+    devices of :func:`cardiosim_jax.sharding.patient_mesh`; ``n_episodes`` must
+    be divisible by the device count. Returns the same values as unsharded,
+    as arrays of shape ``(n_episodes,)`` split over the devices.
     """
 
-    def one_episode(episode_key: jax.Array) -> EpisodeStats:
+    def one_episode(episode_key: jax.Array, env_params: Any) -> EpisodeStats:
         reset_key, loop_key = jax.random.split(episode_key)
         obs, state = env.reset(reset_key, env_params)
 
@@ -59,7 +107,9 @@ def run_episodes(
         )
         return EpisodeStats(episode_return=total, length=length)
 
-    return jax.vmap(one_episode)(jax.random.split(key, n_episodes))
+    keys, env_params, params_axis, mesh = _episode_inputs(env_params, key, n_episodes, shard)
+    stats = jax.vmap(one_episode, in_axes=(0, params_axis))(keys, env_params)
+    return sharding.constrain_batch(stats, mesh)
 
 
 @struct.dataclass
@@ -158,7 +208,7 @@ def record_episode(
     return trajectory
 
 
-@partial(jax.jit, static_argnames=("env", "policy", "n_episodes", "max_steps"))
+@partial(jax.jit, static_argnames=("env", "policy", "n_episodes", "max_steps", "shard"))
 def record_episodes(
     env: Any,
     env_params: Any,
@@ -167,23 +217,17 @@ def record_episodes(
     key: jax.Array,
     n_episodes: int,
     max_steps: int,
+    shard: bool = False,
 ) -> Trajectory:
     """Record ``n_episodes`` episodes (vmapped); leaves get a leading ``(n_episodes,)`` axis.
 
     ``env_params`` may be a population (every leaf with leading axis
     ``n_episodes``, as ``cardiosim_jax.make`` builds from array overrides):
     episode ``i`` then runs patient ``i``. Same keys as :func:`run_episodes`.
+    ``shard=True`` splits the episodes over all devices, as in :func:`run_episodes`.
     """
-    leaves = jax.tree_util.tree_leaves(env_params)
-    # Every EnvParams leaf is a scalar per patient, so any batch axis means a population.
-    batched = any(jnp.ndim(leaf) > 0 for leaf in leaves)
-    if batched and any(jnp.shape(leaf)[:1] != (n_episodes,) for leaf in leaves):
-        shapes = sorted({jnp.shape(leaf) for leaf in leaves})
-        raise ValueError(
-            f"batched env params must have a leading axis of n_episodes={n_episodes}; "
-            f"got leaf shapes {shapes}"
-        )
-    keys = jax.random.split(key, n_episodes)
-    return jax.vmap(record_episode, in_axes=(None, 0 if batched else None, None, None, 0, None))(
+    keys, env_params, params_axis, mesh = _episode_inputs(env_params, key, n_episodes, shard)
+    trajectories = jax.vmap(record_episode, in_axes=(None, params_axis, None, None, 0, None))(
         env, env_params, policy, policy_params, keys, max_steps
     )
+    return sharding.constrain_batch(trajectories, mesh)

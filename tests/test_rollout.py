@@ -235,5 +235,15 @@ def test_record_episode_vmaps_over_a_population():
     np.testing.assert_allclose(
         np.asarray(batched.episode_return), np.asarray(recorded.episode_return), rtol=1e-6
     )
+    # So does run_episodes: patient i runs episode i.
+    stats = run_episodes(
+        env, params, agents.heuristic_pacing_policy, policy_params, jax.random.PRNGKey(0), 2, 150
+    )
+    np.testing.assert_allclose(
+        np.asarray(stats.episode_return), np.asarray(recorded.episode_return), rtol=1e-5
+    )
+    np.testing.assert_array_equal(np.asarray(stats.length), np.asarray(recorded.length))
     with pytest.raises(ValueError, match="n_episodes=3"):
         record_episodes(env, params, agents.heuristic_pacing_policy, policy_params, keys[0], 3, 150)
+    with pytest.raises(ValueError, match="n_episodes=3"):
+        run_episodes(env, params, agents.heuristic_pacing_policy, policy_params, keys[0], 3, 150)

@@ -8,6 +8,7 @@ clip) are pytree leaves of :class:`PPOConfig`; shapes (number of environments,
 steps, minibatches, network sizes) are static fields. ``train(key, config)``
 accepts a config with the same static fields and different leaves, so a grid of
 settings (stacked configs) times seeds is one ``vmap`` of one compiled call.
+``shard_envs=True`` splits the environments over all devices (``docs/sharding.md``).
 
 Differences from PureJaxRL's PPO, on purpose:
 
@@ -36,8 +37,10 @@ import numpy as np
 import optax
 from flax import struct
 from flax.linen.initializers import constant
+from jax.sharding import Mesh
 
 import cardiosim_jax
+from cardiosim_jax import sharding
 
 # --------------------------------------------------------------------------- config
 
@@ -62,6 +65,9 @@ class PPOConfig:
     anneal_lr: bool = struct.field(pytree_node=False, default=False)
     #: Initial mean action in environment units (None: the policy's raw mean starts at 0).
     init_action: tuple[float, ...] | None = struct.field(pytree_node=False, default=None)
+    #: Split the environments over all devices (``cardiosim_jax.sharding``); needs
+    #: ``num_envs`` and ``minibatch_size`` divisible by the device count.
+    shard_envs: bool = struct.field(pytree_node=False, default=False)
     learning_rate: float = 3e-4
     ent_coef: float = 0.0
     clip_eps: float = 0.2
@@ -224,8 +230,9 @@ def orthogonal(scale: float = 1.0, iterations: int = 60) -> Callable[..., jax.Ar
         tall, short = max(rows, cols), min(rows, cols)
         x = jax.random.normal(key, (tall, short), jnp.float32)
         x = x / jnp.linalg.norm(x)  # all singular values now in (0, 1]
-        for _ in range(iterations):  # each step maps s -> 1.5 s - 0.5 s^3, towards 1
-            x = 1.5 * x - 0.5 * x @ (x.T @ x)
+        # Each step maps s -> 1.5 s - 0.5 s^3, towards 1. A rolled loop: unrolled, the
+        # 60 steps put ~700 matrix products in every PPO program and doubled compile time.
+        x = jax.lax.fori_loop(0, iterations, lambda _, x: 1.5 * x - 0.5 * x @ (x.T @ x), x)
         x = x if rows >= cols else x.T
         return (scale * x).reshape(shape).astype(dtype)
 
@@ -495,6 +502,20 @@ class ConsoleProgress:
         )
 
 
+def env_mesh(config: PPOConfig) -> Mesh | None:
+    """The device mesh ``config``'s environments are split over (None unless ``shard_envs``).
+
+    Raises ``ValueError`` if ``num_envs`` or ``minibatch_size`` is not divisible
+    by the device count.
+    """
+    if not config.shard_envs:
+        return None
+    mesh = sharding.patient_mesh()
+    sharding.check_divisible(config.num_envs, mesh, "num_envs")
+    sharding.check_divisible(config.minibatch_size, mesh, "minibatch_size")
+    return mesh
+
+
 def make_train(
     config: PPOConfig, progress: ProgressFn | None = None
 ) -> Callable[[jax.Array, PPOConfig | None], TrainOutput]:
@@ -503,8 +524,25 @@ def make_train(
     ``train`` is pure and jittable. Pass a config whose leaves differ (or are
     batched, under ``vmap``) to train other hyperparameters with the same
     compiled function; its static fields must equal ``config``'s.
+
+    With ``config.shard_envs`` the environment batch (env states, observations,
+    the rollout buffer's env axis, minibatches) is split over all devices and
+    the network and optimizer state are replicated; the compiler turns the
+    batch means of the loss into cross-device all-reduces. ``vmap`` over seeds
+    or configs still works (the mapped axis is not split). Raises
+    ``ValueError`` here if ``num_envs`` or ``minibatch_size`` is not divisible
+    by the device count.
     """
     config.validate()
+    mesh = env_mesh(config)
+
+    def split(tree: Any, axis: int = 0) -> Any:
+        """Constrain the environment axis ``axis`` of ``tree`` to be split (if sharding)."""
+        return sharding.constrain_batch(tree, mesh, axis)
+
+    def replicate(tree: Any) -> Any:
+        return sharding.constrain_replicated(tree, mesh)
+
     env, env_params = cardiosim_jax.make(config.env_id, config.difficulty)
     action_space = env.action_space(env_params)
     action_low, action_high = jnp.asarray(action_space.low), jnp.asarray(action_space.high)
@@ -549,8 +587,9 @@ def make_train(
         )
         opt_state = tx.init(network_params)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(reset_key, num_envs), env_params
+            split(jax.random.split(reset_key, num_envs)), env_params
         )
+        obs, env_state = split((obs, env_state))
         obs_stats = RunningMeanStd.create((obs_dim,))
 
         def normalize(stats: RunningMeanStd, x: jax.Array) -> jax.Array:
@@ -565,6 +604,10 @@ def make_train(
 
         def update_step(carry, update_idx):
             network_params, opt_state, obs_stats, env_state, obs, episodes, key = carry
+            # Pin the carry's layout for the partitioner: weights, optimizer and
+            # statistics on every device, environments split.
+            network_params, opt_state, obs_stats = replicate((network_params, opt_state, obs_stats))
+            env_state, obs, episodes = split((env_state, obs, episodes))
 
             def env_step(inner, step_key):
                 env_state, obs, episodes = inner
@@ -576,7 +619,8 @@ def make_train(
                 action = to_env_action(raw, action_low, action_high, config.rescale_actions)
                 next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
                     env.step, in_axes=(0, 0, 0, None)
-                )(jax.random.split(env_key, num_envs), env_state, action, env_params)
+                )(split(jax.random.split(env_key, num_envs)), env_state, action, env_params)
+                next_obs, env_state = split((next_obs, env_state))
                 done = terminated | truncated
                 # Bootstrap from the pre-reset observation: it differs from next_obs
                 # exactly where an episode ended (truncation needs its value).
@@ -604,6 +648,8 @@ def make_train(
             (env_state, obs, episodes), (traj, raw_obs) = jax.lax.scan(
                 env_step, (env_state, obs, episodes), jax.random.split(rollout_key, num_steps)
             )
+            # Time-major buffer: axis 1 is the environment axis.
+            traj, raw_obs = split((traj, raw_obs), axis=1)
             obs_stats = update_stats(obs_stats, raw_obs)
 
             advantages, targets = compute_gae(
@@ -615,6 +661,7 @@ def make_train(
                 hp.gamma,
                 hp.gae_lambda,
             )
+            advantages, targets = split((advantages, targets), axis=1)
 
             def loss_fn(params, batch):
                 b_traj, b_adv, b_target = batch
@@ -640,13 +687,20 @@ def make_train(
                     (traj, advantages, targets),
                 )
                 perm = jax.random.permutation(epoch_key, config.batch_size)
+                # The permutation mixes samples of all devices (the same minibatches
+                # as unsharded); each minibatch is then split over the devices again.
                 minibatches = jax.tree_util.tree_map(
                     lambda x: x[perm].reshape((num_minibatches, -1, *x.shape[1:])), flat
                 )
+                minibatches = split(minibatches, axis=1)
 
                 def minibatch_step(inner, batch):
                     network_params, opt_state = inner
+                    # Split batch, replicated weights: the batch means in loss_fn (and
+                    # so the gradient) become all-reduces across devices.
+                    batch = split(batch)
                     grads, aux = jax.grad(loss_fn, has_aux=True)(network_params, batch)
+                    grads = replicate(grads)
                     updates, opt_state = tx.update(grads, opt_state, network_params)
                     return (optax.apply_updates(network_params, updates), opt_state), aux
 
