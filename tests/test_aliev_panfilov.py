@@ -239,3 +239,16 @@ def test_validate_rejects_what_the_reference_rejects(name):
         AlievPanfilovModel(**{REFERENCE_NAMES[name]: value})
     with pytest.raises(ValueError, match=name):
         ap.validate(ap.AlievPanfilovParams(**{name: value}))
+
+
+def test_integrate_with_noise_function_equals_integrate():
+    params = ap.AlievPanfilovParams()
+    state = ap.AlievPanfilovState(u=jnp.float32(0.6), v=jnp.float32(1.5))
+    noise = 0.02 * jax.random.normal(jax.random.PRNGKey(0), (20,))
+    expected, expected_u = jax.jit(ap.integrate)(state, params, 0.1, noise)
+    for unroll in (1, 4):
+        got, got_u = jax.jit(
+            lambda s, u=unroll: ap.integrate_with(s, params, 0.1, 20, lambda i: noise[i], unroll=u)
+        )(state)
+        np.testing.assert_allclose(np.asarray(got_u), np.asarray(expected_u), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(float(got.v), float(expected.v), rtol=1e-6)

@@ -113,6 +113,11 @@ def test_quick_run_follows_the_documented_schema(quick_run):
         assert row["speedup_vs_reference"] == pytest.approx(
             row["steps_per_second"] / ref["steps_per_second"]
         )
+        if row["batch"] >= benchmarking.OPTIMISTIC_MIN_BATCH:
+            check_timing(row["optimistic_reset"], row["batch"])
+        else:
+            assert row["optimistic_reset"] is None
+    assert any(row["optimistic_reset"] for row in r["throughput"])
 
     mem = r["memory"]
     assert positive(mem["state_bytes"]) and positive(mem["observation_bytes"])

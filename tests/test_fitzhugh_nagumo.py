@@ -197,3 +197,17 @@ def test_validate_rejects_what_the_reference_rejects(name):
         FitzHughNagumoModel(**{name: value})
     with pytest.raises(ValueError, match=name):
         fhn.validate(fhn.FitzHughNagumoParams(**{name: value}))
+
+
+def test_integrate_with_noise_function_equals_integrate():
+    params = fhn.FitzHughNagumoParams()
+    state = fhn.FitzHughNagumoState(v=jnp.float32(-1.1), w=jnp.float32(-0.55))
+    noise = 0.03 * jax.random.normal(jax.random.PRNGKey(0), (20,))
+    expected = jax.jit(fhn.integrate)(state, params, 0.8, noise)
+    for unroll in (1, 4, True):
+        got = jax.jit(
+            lambda s, u=unroll: fhn.integrate_with(s, params, 0.8, 20, lambda i: noise[i], unroll=u)
+        )(state)
+        # The same arithmetic; an FMA may be contracted differently (last bit).
+        np.testing.assert_allclose(float(got.v), float(expected.v), rtol=1e-6)
+        np.testing.assert_allclose(float(got.w), float(expected.w), rtol=1e-6)

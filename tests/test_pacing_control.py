@@ -327,3 +327,52 @@ def test_complete_conduction_block_means_no_beats():
     error = np.abs(expected_hr - REF_TARGET_HR)
     expected = -((error / 20.0) ** 2) - 0.1 + np.where(error < 10.0, 0.3, 0.0)
     np.testing.assert_allclose(np.asarray(rewards), expected, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------ optimised step_env
+
+
+def test_step_env_equals_straightforward_substep_loop():
+    """The fused step (draws up front, ring and heart rate once per step) is exact."""
+    from cardiosim_jax.models import conduction, fitzhugh_nagumo
+
+    env, params = cardiosim_jax.make(ENV_ID, "hard")
+
+    def straightforward(key, state, action):
+        action = jnp.asarray(action, jnp.float32)
+        pulse = jnp.clip(action[1], 0.0, 1.0) > 0.1
+
+        def substep(carry, block_draw):
+            heart, cell = carry
+            heart, events = conduction.step(heart, params.conduction, pulse, block_draw)
+            current = jnp.where(events.ventricular_fired, params.ventricular_stimulus, 0.0)
+            return (heart, fitzhugh_nagumo.step(cell, params.cell, current)), None
+
+        draws = jax.random.uniform(key, (10,))
+        (heart, cell), _ = jax.lax.scan(substep, (state.conduction, state.cell), draws)
+        return heart.replace(sa_rate_bpm=state.conduction.sa_rate_bpm), cell
+
+    n = 256
+    keys = jax.random.split(jax.random.PRNGKey(3), n)
+    _, states = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    straight = jax.jit(jax.vmap(straightforward))
+    fused = jax.jit(jax.vmap(env.step_env, in_axes=(0, 0, 0, None)))
+    for t in range(400):  # the first RR interval is recorded after two SA intervals
+        actions = jnp.stack(
+            [jnp.zeros(n), jnp.linspace(0.0, 1.0, n)], axis=1
+        )  # half the patients over-paced
+        step_keys = jax.vmap(lambda k, t=t: jax.random.fold_in(k, t))(keys)
+        heart, cell = straight(step_keys, states, actions)
+        _, states, *_ = fused(step_keys, states, actions, params)
+        # The cell: the same arithmetic, up to how XLA contracts an FMA in each program.
+        np.testing.assert_allclose(
+            np.asarray(states.cell.v), np.asarray(cell.v), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            np.asarray(states.cell.w), np.asarray(cell.w), rtol=1e-5, atol=1e-6
+        )
+        for name in ("rr_intervals_ms", "rr_count", "heart_rate_bpm", "last_ventricular_ms"):
+            np.testing.assert_array_equal(
+                np.asarray(getattr(states.conduction, name)), np.asarray(getattr(heart, name))
+            )
+    assert int(np.asarray(states.conduction.rr_count).max()) > 0

@@ -38,6 +38,7 @@ from cardiosim_jax.envs.base import (
 )
 from cardiosim_jax.models import fitzhugh_nagumo as fhn
 from cardiosim_jax.models import pharmacokinetics as pk
+from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange
 
 
@@ -66,6 +67,8 @@ class EnvParams(environment.EnvParams):
 
 #: FHN substeps per environment step.
 SUBSTEPS = 20
+#: Substeps per iteration of the substep loop (``lax.fori_loop`` unroll).
+SUBSTEP_UNROLL = 1  # measured: 1 is fastest on CPU (benchmarks/profile_envs.py)
 #: Largest dose per step (mg).
 MAX_DOSE_MG = 100.0
 #: Per-step suppression probability is this times efficacy.
@@ -134,16 +137,26 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
         concentration = drug.plasma_concentration
         efficacy = pk.efficacy(concentration, patient)
 
-        key_rhythm, key_noise = jax.random.split(key)
-        draw = jax.random.uniform(key_rhythm)
+        key_rhythm, key_noise = prng.split(key)
+        draw = prng.uniform(key_rhythm)
         suppressed = state.arrhythmia_active & (draw < MAX_SUPPRESSION * efficacy)
         recurrence_prob = RECURRENCE_SCALE * params.arrhythmia_prob * (1.0 - efficacy)
         recurred = ~state.arrhythmia_active & (draw < recurrence_prob)
         arrhythmia = (state.arrhythmia_active & ~suppressed) | recurred
 
         current = jnp.where(arrhythmia, params.arrhythmic_stimulus, params.normal_stimulus)
-        noise = params.membrane_noise_std * jax.random.normal(key_noise, (SUBSTEPS,))
-        cell = fhn.integrate(state.cell, params.cell, current, noise)
+        # Scaled noise materialised before the loop (one fused threefry + erfinv): drawn
+        # inside the loop, XLA may contract v + std * n into an FMA in one program and
+        # not another, and vmapped and single-patient trajectories would drift apart.
+        noise = params.membrane_noise_std * prng.normal(key_noise, (SUBSTEPS,))
+        cell = fhn.integrate_with(
+            state.cell,
+            params.cell,
+            current,
+            SUBSTEPS,
+            lambda i: noise[i],
+            unroll=SUBSTEP_UNROLL,
+        )
 
         therapeutic = pk.is_therapeutic(concentration, patient)
         subtherapeutic = pk.is_subtherapeutic(concentration, patient)
@@ -180,16 +193,16 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
         return self.get_obs(state, params), state, reward, terminated, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        key_cell, key_ke, key_vd, key_rhythm = jax.random.split(key, 4)
+        key_cell, key_ke, key_vd, key_rhythm = prng.split(key, 4)
         var = params.pk_variability
         state = EnvState(
             cell=fhn.initial_state(key_cell),
             drug=pk.initial_state(),
             elimination_rate=params.pk.elimination_rate
-            * (1.0 + jax.random.uniform(key_ke, minval=-var, maxval=var)),
+            * (1.0 + prng.uniform(key_ke, minval=-var, maxval=var)),
             volume_of_distribution=params.pk.volume_of_distribution
-            * (1.0 + jax.random.uniform(key_vd, minval=-var, maxval=var)),
-            arrhythmia_active=jax.random.uniform(key_rhythm) < params.arrhythmia_prob,
+            * (1.0 + prng.uniform(key_vd, minval=-var, maxval=var)),
+            arrhythmia_active=prng.uniform(key_rhythm) < params.arrhythmia_prob,
             therapeutic_steps=jnp.zeros((), jnp.int32),
             time=jnp.zeros((), jnp.int32),
         )

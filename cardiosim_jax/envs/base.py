@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
 
 import jax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import environment
 
+from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
 
 TState = TypeVar("TState", bound=environment.EnvState)
@@ -180,6 +182,39 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
 
     def check_consistency(self, params: TParams) -> None:
         """Cross-parameter checks (e.g. low <= high); none by default."""
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(
+        self,
+        key: jax.Array,
+        state: TState,
+        action: Any,
+        params: TParams | None = None,
+    ) -> tuple[jax.Array, TState, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        """gymnax's auto-resetting ``Environment.step``, output for output.
+
+        The only change is that the key is split with :func:`prng.split`, which
+        gives the same keys as ``jax.random.split`` but fuses on CPU (JAX lowers
+        Threefry there as a loop). As in gymnax, ``reset_env`` runs on every
+        step and is selected where the episode ended; see
+        :func:`cardiosim_jax.envs.vector.make_batched_step` to reset only a few.
+        """
+        if params is None:
+            params = self.default_params
+        key_step, key_reset = prng.split(key)
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        obs_re, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
+        obs = jax.lax.select(done, obs_re, obs_st)
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+        }
+        return obs, state, reward, terminated, truncated, info
 
 
 def stack_last(values: list[Any]) -> jax.Array:

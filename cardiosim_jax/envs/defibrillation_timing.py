@@ -33,12 +33,15 @@ from cardiosim_jax.envs.base import (
     stack_last,
 )
 from cardiosim_jax.models import aliev_panfilov as ap
+from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange
 
 #: AP substeps per environment step.
 SUBSTEPS = 20
 #: Potential samples used for the fibrillation index.
 HISTORY = 50
+#: Substeps per iteration of the substep loop (``lax.scan`` unroll).
+SUBSTEP_UNROLL = 1  # measured: 1 is fastest on CPU (benchmarks/profile_envs.py)
 
 
 @struct.dataclass
@@ -135,15 +138,27 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
         shock = action[0] > SHOCK_THRESHOLD
         energy = jnp.clip(action[1], 0.0, MAX_ENERGY_J)
 
-        key_stim, key_noise, key_success = jax.random.split(key, 3)
+        key_stim, key_noise, key_success = prng.split(key, 3)
         stimulus = jnp.where(
             state.in_fibrillation,
-            jax.random.uniform(key_stim, maxval=MAX_FIBRILLATION_STIMULUS) * params.fib_severity,
+            prng.uniform(key_stim, maxval=MAX_FIBRILLATION_STIMULUS) * params.fib_severity,
             0.0,
         )
-        noise = params.membrane_noise_std * jax.random.normal(key_noise, (SUBSTEPS,))
-        cell, potentials = ap.integrate(state.cell, params.cell, stimulus, noise)
-        history = jnp.concatenate([state.voltage_history, potentials])[-HISTORY:]
+        # Scaled noise materialised before the loop (one fused threefry + erfinv): drawn
+        # inside the loop, XLA may contract v + std * n into an FMA in one program and
+        # not another, and vmapped and single-patient trajectories would drift apart.
+        noise = params.membrane_noise_std * prng.normal(key_noise, (SUBSTEPS,))
+        cell, potentials = ap.integrate_with(
+            state.cell,
+            params.cell,
+            stimulus,
+            SUBSTEPS,
+            lambda i: noise[i],
+            unroll=SUBSTEP_UNROLL,
+        )
+        # The newest HISTORY samples, oldest first: a static slice and concatenation
+        # (no ring index, no dynamic-update-slice).
+        history = jnp.concatenate([state.voltage_history[SUBSTEPS:], potentials])
 
         shocks = state.shocks_delivered + shock.astype(jnp.int32)
         total_energy = state.total_energy + jnp.where(shock, energy, 0.0)
@@ -152,7 +167,7 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
             * (1.0 - jnp.exp(-energy / ENERGY_SCALE_J))
             * FATIGUE ** shocks.astype(jnp.float32)
         )
-        success = shock & state.in_fibrillation & (jax.random.uniform(key_success) < success_prob)
+        success = shock & state.in_fibrillation & (prng.uniform(key_success) < success_prob)
         in_fibrillation = state.in_fibrillation & ~success
         cell = jax.tree_util.tree_map(
             lambda rest, now: jnp.where(success, rest, now),
@@ -193,11 +208,11 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
         return self.get_obs(state, params), state, reward, ~in_fibrillation, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        key_u, key_v = jax.random.split(key)
+        key_u, key_v = prng.split(key)
         state = EnvState(
             cell=ap.AlievPanfilovState(
-                u=jax.random.uniform(key_u, minval=INITIAL_U_RANGE[0], maxval=INITIAL_U_RANGE[1]),
-                v=jax.random.uniform(key_v, minval=INITIAL_V_RANGE[0], maxval=INITIAL_V_RANGE[1]),
+                u=prng.uniform(key_u, minval=INITIAL_U_RANGE[0], maxval=INITIAL_U_RANGE[1]),
+                v=prng.uniform(key_v, minval=INITIAL_V_RANGE[0], maxval=INITIAL_V_RANGE[1]),
             ),
             voltage_history=jnp.zeros((HISTORY,), jnp.float32),
             history_count=jnp.zeros((), jnp.int32),

@@ -14,6 +14,8 @@ so u can leave its clamp range by the noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -125,3 +127,30 @@ def integrate(
         save_trajectory=True,
     )
     return final, trajectory.u
+
+
+def integrate_with(
+    state: AlievPanfilovState,
+    params: AlievPanfilovParams,
+    stimulus_current: jax.Array,
+    n_steps: int,
+    potential_noise: Callable[[jax.Array], jax.Array],
+    dt: float = DT,
+    unroll: int | bool = 1,
+) -> tuple[AlievPanfilovState, jax.Array]:
+    """:func:`integrate` with the noise of step ``i`` computed as ``potential_noise(i)``.
+
+    Same arithmetic as ``integrate(state, params, current, noise)`` when
+    ``potential_noise(i) == noise[i]``; drawing the noise inside the loop lets
+    XLA fuse it with the step instead of materialising the noise vector first.
+    ``unroll`` steps run per loop iteration. Returns ``(final, u after every step)``.
+    """
+    dt = jnp.asarray(dt, jnp.float32)  # as rk4_solve: dt/6 etc. rounded in float32
+    t = jnp.zeros((), jnp.float32)
+
+    def body(y: AlievPanfilovState, i: jax.Array) -> tuple[AlievPanfilovState, jax.Array]:
+        y = clamp(rk4_step(vector_field, t, y, dt, (params, stimulus_current)))
+        y = y.replace(u=y.u + potential_noise(i))
+        return y, y.u
+
+    return jax.lax.scan(body, state, jnp.arange(n_steps), unroll=unroll)

@@ -149,22 +149,38 @@ def heart_rate_variability(state: ConductionState) -> jax.Array:
     return jnp.where(state.rr_count >= 3, jnp.sqrt(jnp.sum(sq_dev) / count), 0.0)
 
 
-def step(
+@struct.dataclass
+class SubstepEvents:
+    """What :func:`advance` decided: conduction, and the RR interval to record (if any)."""
+
+    sa_fired: jax.Array  # bool
+    conducted: jax.Array  # bool: AV and ventricular activation scheduled
+    record: jax.Array  # bool: an RR interval is recorded
+    rr_ms: jax.Array  # the RR interval recorded when ``record``
+
+
+def advance(
     state: ConductionState,
     params: ConductionParams,
     pacing_pulse: jax.Array,
     block_draw: jax.Array,
     dt_ms: float = DT_MS,
-) -> tuple[ConductionState, ConductionEvents]:
-    """Advance the clock by ``dt_ms``.
+    interval_ms: jax.Array | None = None,
+) -> tuple[ConductionState, SubstepEvents]:
+    """:func:`step` without touching the RR ring or the heart rate.
 
-    Args:
-        pacing_pulse: bool, whether a pacing pulse is delivered this step.
-        block_draw: a U(0, 1) draw; the SA beat conducts if it exceeds
-            ``params.conduction_block_prob``.
+    No decision in a step reads the RR ring or the heart rate (only ``rr_count``
+    and the SA rate), so a loop of substeps can carry the cheap scalar state,
+    then apply the recorded intervals with :func:`push_rr` and recompute the
+    rate with :func:`refresh_heart_rate` once: the same state as a loop of
+    :func:`step`, without a 10-wide select and a 5-wide mean on every substep.
+    ``rr_count`` is already incremented; ``rr_intervals_ms`` and
+    ``heart_rate_bpm`` are stale. ``interval_ms``, if given, must be
+    ``sa_interval_ms(state.sa_rate_bpm)``: a loop at constant SA rate passes it
+    to divide once instead of once per substep.
     """
     time = state.time_ms + dt_ms
-    interval = sa_interval_ms(state.sa_rate_bpm)
+    interval = sa_interval_ms(state.sa_rate_bpm) if interval_ms is None else interval_ms
     time_since_sa = time - state.last_sa_fire_ms
 
     intrinsic = time_since_sa >= interval
@@ -184,23 +200,51 @@ def step(
 
     record = conducted & ((state.rr_count > 0) | (time > 2.0 * interval))
     rr = jnp.where(time_since_sa < MAX_RECORDED_RR_MS, time_since_sa, interval)
-    shifted = jnp.roll(state.rr_intervals_ms, -1).at[-1].set(rr)
     new_state = state.replace(
         time_ms=time,
         last_sa_fire_ms=last_sa,
         last_av_fire_ms=last_av,
         last_ventricular_ms=last_ventricular,
         last_pacing_ms=jnp.where(paced, time, state.last_pacing_ms),
-        rr_intervals_ms=jnp.where(record, shifted, state.rr_intervals_ms),
         rr_count=state.rr_count + record.astype(jnp.int32),
     )
-    heart_rate = heart_rate_from_rr(new_state)
-    new_state = new_state.replace(heart_rate_bpm=heart_rate)
+    return new_state, SubstepEvents(sa_fired=sa_fired, conducted=conducted, record=record, rr_ms=rr)
+
+
+def push_rr(state: ConductionState, record: jax.Array, rr_ms: jax.Array) -> ConductionState:
+    """Append ``rr_ms`` to the RR ring, dropping the oldest, where ``record`` (count unchanged)."""
+    # Shift by concatenation (oldest first), selected per patient: no roll, no
+    # scatter, and the statistics keep summing oldest to newest.
+    shifted = jnp.concatenate([state.rr_intervals_ms[1:], jnp.asarray(rr_ms)[None]])
+    return state.replace(rr_intervals_ms=jnp.where(record, shifted, state.rr_intervals_ms))
+
+
+def refresh_heart_rate(state: ConductionState) -> ConductionState:
+    """``state`` with ``heart_rate_bpm`` recomputed from its RR ring (bpm)."""
+    return state.replace(heart_rate_bpm=heart_rate_from_rr(state))
+
+
+def step(
+    state: ConductionState,
+    params: ConductionParams,
+    pacing_pulse: jax.Array,
+    block_draw: jax.Array,
+    dt_ms: float = DT_MS,
+) -> tuple[ConductionState, ConductionEvents]:
+    """Advance the clock by ``dt_ms``.
+
+    Args:
+        pacing_pulse: bool, whether a pacing pulse is delivered this step.
+        block_draw: a U(0, 1) draw; the SA beat conducts if it exceeds
+            ``params.conduction_block_prob``.
+    """
+    new_state, substep = advance(state, params, pacing_pulse, block_draw, dt_ms)
+    new_state = refresh_heart_rate(push_rr(new_state, substep.record, substep.rr_ms))
     events = ConductionEvents(
-        sa_fired=sa_fired,
-        av_fired=conducted,
-        ventricular_fired=conducted,
-        heart_rate_bpm=heart_rate,
-        time_since_last_beat_ms=time - last_ventricular,
+        sa_fired=substep.sa_fired,
+        av_fired=substep.conducted,
+        ventricular_fired=substep.conducted,
+        heart_rate_bpm=new_state.heart_rate_bpm,
+        time_since_last_beat_ms=new_state.time_ms - new_state.last_ventricular_ms,
     )
     return new_state, events

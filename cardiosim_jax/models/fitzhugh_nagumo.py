@@ -13,10 +13,13 @@ noise to ``v`` after every step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from cardiosim_jax.models import prng
 from cardiosim_jax.models.integrators import rk4_solve, rk4_step
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
 
@@ -75,7 +78,7 @@ def vector_field(
 
 def initial_state(key: jax.Array, perturbation_std: float = 0.05) -> FitzHughNagumoState:
     """Resting state with independent N(0, perturbation_std) perturbations of v and w."""
-    noise = perturbation_std * jax.random.normal(key, (2,))
+    noise = perturbation_std * prng.normal(key, (2,))
     return FitzHughNagumoState(v=RESTING_STATE[0] + noise[0], w=RESTING_STATE[1] + noise[1])
 
 
@@ -113,6 +116,32 @@ def integrate(
         step_inputs=voltage_noise,
     )
     return final
+
+
+def integrate_with(
+    state: FitzHughNagumoState,
+    params: FitzHughNagumoParams,
+    stimulus_current: jax.Array,
+    n_steps: int,
+    voltage_noise: Callable[[jax.Array], jax.Array],
+    dt: float = DT,
+    unroll: int | bool = True,
+) -> FitzHughNagumoState:
+    """:func:`integrate` with the noise of step ``i`` computed as ``voltage_noise(i)``.
+
+    Same arithmetic as ``integrate(state, params, current, noise)`` when
+    ``voltage_noise(i) == noise[i]``. Computing the noise inside the loop lets
+    XLA fuse its generation with the RK4 stages instead of materialising the
+    whole noise vector first; ``unroll`` substeps run per loop iteration.
+    """
+    dt = jnp.asarray(dt, jnp.float32)  # as rk4_solve: dt/6 etc. rounded in float32
+    t = jnp.zeros((), jnp.float32)
+
+    def body(i: jax.Array, y: FitzHughNagumoState) -> FitzHughNagumoState:
+        y = rk4_step(vector_field, t, y, dt, (params, stimulus_current))
+        return y.replace(v=y.v + voltage_noise(i))
+
+    return jax.lax.fori_loop(0, n_steps, body, state, unroll=unroll)
 
 
 def state_bounds(
