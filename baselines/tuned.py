@@ -33,7 +33,9 @@ def fmt(cell: dict) -> str:
 
 
 def render(results: dict, seeds: int, episodes: int) -> str:
-    """Markdown table of ``results`` (as written to tuned.json)."""
+    """Markdown table of ``results`` (as written to tuned.json), with ``oracle_v0.json``'s row."""
+    oracle_file = RESULTS / "oracle_v0.json"
+    oracles = json.loads(oracle_file.read_text()) if oracle_file.exists() else {}
     lines = [
         f"Tuned PPO, {seeds} seeds x {episodes} evaluation episodes (deterministic policy); "
         "baselines over the same number of episodes. Cells: mean [95% bootstrap CI of the "
@@ -41,18 +43,32 @@ def render(results: dict, seeds: int, episodes: int) -> str:
         "Heuristic = the reference's rule for pacing and dosing; always shock at 360 J for "
         "defibrillation. 'Beats' = PPO's CI lies entirely above the heuristic's.",
         "",
-        "| Environment | Tier | Random | Heuristic | PPO (tuned) | Beats heuristic? | Train time |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "Oracle = `oracle_v0.py`: MPC (CEM on the true simulator, 64 episodes) for pacing and "
+        "dosing; for defibrillation the exact DP optimum (expected return).",
+        "",
+        "| Environment | Tier | Random | Heuristic | PPO (tuned) | Oracle | Beats heuristic? "
+        "| Train time |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for key, cell in results.items():
         env_id, difficulty = key.split("/")
         beats = cell["ppo"]["ci95"][0] > cell["heuristic"]["ci95"][1]
         lines.append(
             f"| {env_id} | {difficulty} | {fmt(cell['random'])} | {fmt(cell['heuristic'])} | "
-            f"{fmt(cell['ppo'])} | {'yes' if beats else 'no'} | "
-            f"{cell['ppo']['train_seconds']:.0f} s |"
+            f"{fmt(cell['ppo'])} | {oracle_cell(oracles.get(key))} | "
+            f"{'yes' if beats else 'no'} | {cell['ppo']['train_seconds']:.0f} s |"
         )
     return "\n".join(lines) + "\n"
+
+
+def oracle_cell(cell: dict | None) -> str:
+    """The v0 oracle entry: the DP optimum where there is one, else the MPC mean [CI]."""
+    if cell is None:
+        return "-"
+    if "dp" in cell:
+        return f"{cell['dp']['value']:,.1f} (DP)"
+    lo, hi = cell["mpc"]["ci95"]
+    return f"{cell['mpc']['mean']:,.1f} [{lo:,.1f}, {hi:,.1f}]"
 
 
 def main() -> None:

@@ -68,6 +68,8 @@ def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
     overrides = {}
     if args.timesteps is not None:
         overrides["total_timesteps"] = args.timesteps
+    if getattr(args, "preset", None) is None:
+        args.preset = "paper" if args.env.endswith("-v0") else "tuned"
     return ppo.preset(args.preset, args.env, args.difficulty, **overrides)
 
 
@@ -452,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train PPO (several seeds at once)")
     env_args(train, None)
-    train.add_argument("--preset", default="paper", choices=ppo.PRESETS)
+    train.add_argument(
+        "--preset", default=None, choices=ppo.PRESETS, help="default: paper for v0, tuned for v1"
+    )
     train.add_argument("--seeds", type=int, default=1)
     train.add_argument("--timesteps", type=int, default=None)
     train.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
@@ -516,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--envs",
         nargs="+",
-        choices=_env_choices(),
+        choices=_env_choices(cardiosim_jax.registration.v0_envs),
         default=None,
         metavar="ENV_ID",
         help="environments to benchmark (default: all three)",
@@ -546,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _env_choices() -> list[str]:
-    ids = list(cardiosim_jax.registered_envs)
+def _env_choices(ids: tuple[str, ...] | None = None) -> list[str]:
+    ids = list(cardiosim_jax.registered_envs if ids is None else ids)
     return ids + [f"cardiosim/{i}" for i in ids]
 
 

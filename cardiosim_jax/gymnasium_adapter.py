@@ -367,8 +367,8 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """One CardioSim patient as a Gymnasium environment (compiled JAX step, NumPy in/out).
 
     Args:
-        env_id: ``"PacingControl-v0"``, ``"AntiarrhythmicDosing-v0"`` or
-            ``"DefibrillationTiming-v0"`` (a ``"cardiosim_jax/"`` prefix is accepted).
+        env_id: any id of :data:`cardiosim_jax.registered_envs` (the v0 and v1
+            environments; a ``"cardiosim_jax/"`` prefix is accepted).
         difficulty: ``"easy"``, ``"medium"`` or ``"hard"``.
         render_mode: must be ``None`` (no rendering).
         normalize_actions: action space ``Box(-1, 1)`` mapped onto the env's

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardiosim_jax.envs import AntiarrhythmicDosing, DefibrillationTiming, PacingControl
+from cardiosim_jax.envs import (
+    AntiarrhythmicDosing,
+    AntiarrhythmicDosingV1,
+    DefibrillationTiming,
+    DefibrillationTimingV1,
+    PacingControl,
+    PacingControlV1,
+)
 from cardiosim_jax.envs.base import CardioSimEnvironment
 
-_REGISTRY: dict[str, type[CardioSimEnvironment]] = {
-    cls.env_id: cls for cls in (PacingControl, AntiarrhythmicDosing, DefibrillationTiming)
-}
+#: v0: the reference's semantics (Table 2); v1: the physiologically meaningful successors.
+V0_ENVS = (PacingControl, AntiarrhythmicDosing, DefibrillationTiming)
+V1_ENVS = (PacingControlV1, AntiarrhythmicDosingV1, DefibrillationTimingV1)
+
+_REGISTRY: dict[str, type[CardioSimEnvironment]] = {cls.env_id: cls for cls in V0_ENVS + V1_ENVS}
 
 #: Ids accepted by :func:`make`.
 registered_envs: tuple[str, ...] = tuple(_REGISTRY)
+#: The reference-faithful v0 ids and the v1 ids.
+v0_envs: tuple[str, ...] = tuple(cls.env_id for cls in V0_ENVS)
+v1_envs: tuple[str, ...] = tuple(cls.env_id for cls in V1_ENVS)
 
 
 def make(

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cardiosim.agents.heuristic import HeuristicDosingAgent, HeuristicPacingAgent
-from conftest import ENV_IDS
+from conftest import ENV_IDS, V1_IDS
 
 import cardiosim_jax
 from cardiosim_jax import agents
@@ -231,3 +231,23 @@ def test_baseline_policy_picks_the_rule_of_each_env_and_rejects_unknown_names():
         np.testing.assert_array_equal(bounds.high, env.action_space(params).high)
     with pytest.raises(ValueError, match="accepted"):
         agents.baseline_policy("expert", env, params)
+
+
+# -------------------------------------------------------------------- v1 clinical heuristics
+
+
+@pytest.mark.parametrize("env_id", V1_IDS)
+def test_v1_heuristic_acts_inside_the_action_box_on_real_observations(env_id):
+    """The clinical heuristics read the env's own observations, batched, and act in bounds."""
+    env, params = cardiosim_jax.make(env_id, "hard")
+    policy, policy_params = agents.baseline_policy("heuristic", env, params)
+    keys = jax.random.split(jax.random.PRNGKey(0), 64)
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    actions = np.asarray(jax.jit(jax.vmap(policy, in_axes=(None, 0, 0)))(policy_params, obs, keys))
+    assert actions.shape == (64, *env.action_shape)
+    assert np.isfinite(actions).all()
+    space = env.action_space(params)
+    assert (actions >= np.asarray(space.low)).all() and (actions <= np.asarray(space.high)).all()
+    # Deterministic: the same observation gives the same action whatever the key.
+    again = np.asarray(policy(policy_params, obs[0], keys[1]))
+    np.testing.assert_array_equal(again, actions[0])

@@ -14,7 +14,7 @@ import gymnasium
 import jax
 import numpy as np
 import pytest
-from conftest import DIFFICULTIES, ENV_IDS
+from conftest import ALL_IDS, DIFFICULTIES, ENV_IDS, V1_IDS, ignore_v0_out_of_date
 from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.utils.env_checker import check_env, data_equivalence
@@ -29,7 +29,7 @@ from cardiosim_jax.gymnasium_adapter import (
     register_gymnasium_envs,
 )
 
-GYM_IDS = {env_id: f"cardiosim_jax/{env_id}" for env_id in ENV_IDS}
+GYM_IDS = {env_id: f"cardiosim_jax/{env_id}" for env_id in ALL_IDS}
 #: One sub-env count for every vector test: each new batch size is a new compilation.
 N = 4
 PACKAGE = Path(cardiosim_jax.__file__).resolve().parent
@@ -56,11 +56,15 @@ def uniform_actions(space, n: int, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------- API conformance
 
 
-@pytest.mark.parametrize("difficulty", DIFFICULTIES)
-@pytest.mark.parametrize("env_id", ENV_IDS)
+#: Every tier of v0; one tier of v1 (its tiers differ in values only, not in spaces' shapes).
+CHECK_ENV_CASES = [(e, d) for e in ENV_IDS for d in DIFFICULTIES] + [(e, "hard") for e in V1_IDS]
+
+
+@pytest.mark.parametrize("env_id, difficulty", CHECK_ENV_CASES)
 def test_check_env_passes_without_warnings(env_id, difficulty):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        ignore_v0_out_of_date()
         env = gymnasium.make(GYM_IDS[env_id], difficulty=difficulty)
         check_env(env.unwrapped)
     jax_env, params = cardiosim_jax.make(env_id, difficulty)
@@ -82,6 +86,7 @@ def test_check_env_passes_without_warnings(env_id, difficulty):
 def test_full_episode_through_make_default_wrappers(env_id):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        ignore_v0_out_of_date()
         env = gymnasium.make(GYM_IDS[env_id])
         wrappers = []
         layer = env
@@ -239,7 +244,7 @@ def test_normalized_actions_map_onto_the_physical_bounds():
     np.testing.assert_array_equal(physical.action_space.high, np.asarray(bounds.high))
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_nan_and_inf_actions_never_reach_the_state(env_id):
     normalized = CardioSimGymnasiumEnv(env_id)
     physical = CardioSimGymnasiumEnv(env_id, normalize_actions=False)
@@ -292,7 +297,7 @@ def test_unseeded_envs_are_seeded_from_entropy():
     assert not np.array_equal(first[0], first[1])
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_episode_replays_the_jax_env_with_the_derived_keys(env_id):
     """Reset key split(K)[0], step t = gymnax env.step with fold_in(split(K)[1], t)."""
     seed = 21
@@ -320,10 +325,14 @@ def test_episode_replays_the_jax_env_with_the_derived_keys(env_id):
         for name, value in trace["info"][t].items():
             assert value == pytest.approx(np.asarray(info[name]).item(), rel=1e-6, abs=1e-6)
     length = len(trace["reward"])
+    ended = np.logical_or(trace["terminated"], trace["truncated"])
+    assert ended[-1] and not ended[:-1].any()
     if env_id == "PacingControl-v0":  # never terminates; truncated at 500
         assert length == limit == 500 and trace["truncated"][-1]
-    else:  # full dose is toxic, full-energy shocks succeed: both end well before the limit
+    elif env_id in ENV_IDS:  # full dose is toxic, full-energy shocks succeed: both end early
         assert length < limit and trace["terminated"][-1] and not trace["truncated"][-1]
+    elif trace["truncated"][-1]:
+        assert length == limit
 
 
 # --------------------------------------------------------------------------- vector env
@@ -520,10 +529,19 @@ def test_registered_ids_and_idempotent_registration():
     before = {gym_id: gymnasium.registry[gym_id] for gym_id in GYM_IDS.values()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        ignore_v0_out_of_date()
         assert register_gymnasium_envs() == tuple(GYM_IDS.values())
         importlib.reload(cardiosim_jax)
         register_gymnasium_envs()
     assert {gym_id: gymnasium.registry[gym_id] for gym_id in GYM_IDS.values()} == before
+
+
+def test_v0_ids_are_flagged_out_of_date_and_v1_ids_are_not():
+    with pytest.warns(DeprecationWarning, match="PacingControl-v0 is out of date"):
+        gymnasium.make("cardiosim_jax/PacingControl-v0").close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gymnasium.make("cardiosim_jax/PacingControl-v1").close()
 
 
 def test_import_registers_lazily_and_skips_without_gymnasium():
@@ -542,7 +560,7 @@ def test_import_registers_lazily_and_skips_without_gymnasium():
         assert cardiosim_jax._register_gymnasium_envs() == ()
         importlib.util.find_spec = real_find_spec
         ids = cardiosim_jax._register_gymnasium_envs()
-        assert set(ids) <= set(gymnasium.registry) and len(ids) == 3, ids
+        assert set(ids) <= set(gymnasium.registry) and len(ids) == 6, ids
         assert "cardiosim_jax.gymnasium_adapter" not in sys.modules
         print("ok")
         """

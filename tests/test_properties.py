@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import DIFFICULTIES, ENV_IDS, parameter_ranges
+from conftest import ALL_IDS, DIFFICULTIES, parameter_ranges
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -90,6 +90,14 @@ def checked_rollout(env, params, key):
     return jax.vmap(one)(params, jax.random.split(key, N_ENVS))
 
 
+#: Parameters that must stay ordered (low <= high), per environment.
+ORDERED_PAIRS = {
+    "PacingControl-v0": ("sa_rate_low_bpm", "sa_rate_high_bpm"),
+    "PacingControl-v1": ("sinus_rate_bpm", "adequate_sinus_rate_bpm"),
+    "AntiarrhythmicDosing-v1": ("qtc_warning_ms", "qtc_stop_ms"),
+}
+
+
 def overrides_strategy(env_id: str):
     env, _ = cardiosim_jax.make(env_id)
     ranges = parameter_ranges(env)
@@ -107,14 +115,14 @@ def overrides_strategy(env_id: str):
     def draw(draw):
         names = draw(st.lists(st.sampled_from(sorted(ranges)), unique=True, max_size=len(ranges)))
         overrides = {name: draw(value(name, ranges[name])) for name in names}
-        if env_id == "PacingControl-v0":
-            # Keep the SA-rate interval ordered (a reversed one is rejected by make).
-            low = overrides.pop("sa_rate_low_bpm", None)
-            high = overrides.pop("sa_rate_high_bpm", None)
+        if env_id in ORDERED_PAIRS:
+            # Keep ordered pairs ordered (a reversed pair is rejected by make).
+            low_name, high_name = ORDERED_PAIRS[env_id]
+            low = overrides.pop(low_name, None)
+            high = overrides.pop(high_name, None)
             if low is not None or high is not None:
                 pair = [v for v in (low, high) if v is not None]
-                lo, hi = min(pair), max(pair)
-                overrides.update(sa_rate_low_bpm=lo, sa_rate_high_bpm=hi)
+                overrides.update({low_name: min(pair), high_name: max(pair)})
         return overrides
 
     return draw()
@@ -144,7 +152,7 @@ def describe_violation(obs, low, high, label):
     )
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -166,9 +174,9 @@ def test_long_rollouts_stay_finite_and_inside_observation_space(env_id, data):
     )
     reset_obs, obs, final_obs = map(np.asarray, (reset_obs, obs, final_obs))
     low, high = np.asarray(low)[:, None, :], np.asarray(high)[:, None, :]
-    assert obs.shape == (N_ENVS, N_STEPS, 6) and obs.dtype == np.float32
+    assert obs.shape[:2] == (N_ENVS, N_STEPS) and obs.dtype == np.float32
     # One compilation per environment class, whatever the tier and overrides.
-    assert checked_rollout._cache_size() <= len(ENV_IDS)
+    assert checked_rollout._cache_size() <= len(ALL_IDS)
 
     reset_in = np.isfinite(reset_obs) & (reset_obs >= low[:, 0]) & (reset_obs <= high[:, 0])
     assert reset_in.all(), describe_violation(reset_obs[:, None], low, high, "reset obs")
@@ -182,7 +190,7 @@ def test_long_rollouts_stay_finite_and_inside_observation_space(env_id, data):
     assert (np.asarray(done).sum(axis=1) >= N_STEPS // max_steps).all()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_adversarial_only_actions(env_id):
     """Every action component adversarial, every step: still finite and in bounds."""
     env, params = cardiosim_jax.make(env_id, "hard")

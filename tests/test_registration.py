@@ -38,9 +38,12 @@ def leaf(params, name: str):
 # ---------------------------------------------------------------------------- ids
 
 
-def test_registered_envs_are_the_three_reference_envs():
-    assert set(cardiosim_jax.registered_envs) == set(REFERENCE_ENVS)
-    assert len(cardiosim_jax.registered_envs) == 3
+def test_registered_envs_are_the_three_reference_envs_and_their_v1_successors():
+    assert set(cardiosim_jax.registration.v0_envs) == set(REFERENCE_ENVS)
+    assert set(cardiosim_jax.registered_envs) == set(REFERENCE_ENVS) | {
+        env_id.replace("-v0", "-v1") for env_id in REFERENCE_ENVS
+    }
+    assert len(cardiosim_jax.registered_envs) == 6
 
 
 @pytest.mark.parametrize("difficulty", DIFFICULTIES)
@@ -78,7 +81,7 @@ def test_default_difficulty_is_medium(env_id):
 
 
 @pytest.mark.parametrize(
-    "bad_id", ["Pacing-v0", "PacingControl-v1", "pacingcontrol-v0", "cardiosim/Foo-v0", ""]
+    "bad_id", ["Pacing-v0", "PacingControl-v2", "pacingcontrol-v0", "cardiosim/Foo-v0", ""]
 )
 def test_unknown_env_id_lists_valid_ids(bad_id):
     with pytest.raises(ValueError) as excinfo:

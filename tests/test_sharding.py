@@ -65,7 +65,7 @@ key = jax.random.PRNGKey(0)
 
 # Rollouts: 8 episodes (two per device) of every environment, 64 steps at most.
 out["rollouts"] = {}
-for env_id in cardiosim_jax.registered_envs:
+for env_id in cardiosim_jax.registration.v0_envs:
     env, params = cardiosim_jax.make(env_id, "medium")
     policy, policy_params = agents.baseline_policy("random", env, params)
     args = (env, params, policy, policy_params, key, 8, 64)
@@ -164,7 +164,7 @@ def test_subprocess_sees_four_devices(multi_device):
     assert multi_device["device_count"] == N_DEVICES
 
 
-@pytest.mark.parametrize("env_id", tuple(cardiosim_jax.registered_envs))
+@pytest.mark.parametrize("env_id", cardiosim_jax.registration.v0_envs)
 def test_sharded_rollouts_match_and_are_split(multi_device, env_id):
     rollout = multi_device["rollouts"][env_id]
     max_abs, max_rel = rollout["diff"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
@@ -14,6 +15,7 @@ from gymnax.environments import environment
 
 from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
+from cardiosim_jax.models.variability import Variability
 
 TState = TypeVar("TState", bound=environment.EnvState)
 TParams = TypeVar("TParams", bound=environment.EnvParams)
@@ -134,6 +136,9 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
     model_validators: ClassVar[Mapping[str, Callable[..., None]]]
     #: Shape of the action vector.
     action_shape: ClassVar[tuple[int, ...]]
+    #: Inter-patient variability (log-normal CV) of parameters, by override name;
+    #: empty where the environment has no patient model (the v0 environments).
+    patient_variation: ClassVar[Mapping[str, Variability]] = {}
 
     def __hash__(self) -> int:
         return hash(type(self))
@@ -182,6 +187,45 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
 
     def check_consistency(self, params: TParams) -> None:
         """Cross-parameter checks (e.g. low <= high); none by default."""
+
+    def consistent_patients(self, varied: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Make independently drawn patient parameters satisfy ``check_consistency``.
+
+        :func:`cardiosim_jax.patients.sample` varies each parameter on its own;
+        environments with cross-parameter constraints adjust the draws here,
+        as their ``reset_env`` does for per-episode patients. Identity by default.
+        """
+        return varied
+
+    def parameter_value(self, params: TParams, name: str) -> Any:
+        """The value of a parameter in ``params``, by the name ``params_for`` accepts."""
+        path = _nested_fields(params).get(name)
+        if path is None:
+            raise ValueError(f"unknown parameter {name!r} for {self.env_id}")
+        value = params
+        for part in path:
+            value = getattr(value, part)
+        return value
+
+    def parameter_range(self, name: str) -> ParameterRange:
+        """The literature range of a parameter, by the name ``params_for`` accepts.
+
+        Top-level fields are looked up in ``parameter_ranges``; fields of a
+        nested model struct in the ``PARAMETER_RANGES`` of the module that
+        defines that model's validator.
+        """
+        path = _nested_fields(self.base_params()).get(name)
+        if path is None:
+            raise ValueError(f"unknown parameter {name!r} for {self.env_id}")
+        if len(path) == 1:
+            ranges = self.parameter_ranges
+        else:
+            validator = self.model_validators.get(path[0])
+            module = sys.modules[validator.__module__] if validator else None
+            ranges = getattr(module, "PARAMETER_RANGES", {})
+        if path[-1] not in ranges:
+            raise ValueError(f"parameter {name!r} of {self.env_id} has no literature range")
+        return ranges[path[-1]]
 
     @partial(jax.jit, static_argnames=("self",))
     def step(

@@ -1,11 +1,16 @@
-"""Pure-JAX cardiac physiology: cell models, pharmacokinetics, conduction, RK4."""
+"""Pure-JAX cardiac physiology: cell models, tissue, pharmacology, conduction, pacing, RK4."""
 
 from cardiosim_jax.models import (
     aliev_panfilov,
     conduction,
+    drug_effect,
     fitzhugh_nagumo,
     integrators,
+    pacemaker,
     pharmacokinetics,
+    shock_response,
+    tissue,
+    variability,
 )
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
 
@@ -13,8 +18,13 @@ __all__ = [
     "ParameterRange",
     "aliev_panfilov",
     "conduction",
+    "drug_effect",
     "fitzhugh_nagumo",
     "integrators",
+    "pacemaker",
     "pharmacokinetics",
+    "shock_response",
+    "tissue",
     "validate_parameters",
+    "variability",
 ]

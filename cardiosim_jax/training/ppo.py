@@ -185,6 +185,10 @@ _TUNED = {
     ),
     "AntiarrhythmicDosing-v0": dict(total_timesteps=1_000_000, gamma=0.99),
     "DefibrillationTiming-v0": dict(total_timesteps=500_000, gamma=0.99),
+    # v1 (no paper settings exist): the common settings, a budget per environment.
+    "PacingControl-v1": dict(total_timesteps=2_000_000, gamma=0.95),
+    "AntiarrhythmicDosing-v1": dict(total_timesteps=1_000_000, gamma=0.99),
+    "DefibrillationTiming-v1": dict(total_timesteps=1_000_000, gamma=0.99),
 }
 
 PRESETS = ("paper", "tuned")
@@ -193,14 +197,20 @@ PRESETS = ("paper", "tuned")
 def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: Any) -> PPOConfig:
     """The ``paper`` or ``tuned`` configuration for an environment."""
     env_id = env_id.removeprefix("cardiosim/")
-    if env_id not in _PAPER:
+    if env_id not in _TUNED:
         raise ValueError(
             f"unknown environment id {env_id!r}; registered: {list(cardiosim_jax.registered_envs)}"
         )
     if name == "paper":
+        if env_id not in _PAPER:
+            raise ValueError(
+                f"the paper preset exists only for the v0 environments {list(_PAPER)}; "
+                f"use the tuned preset for {env_id}"
+            )
         settings = dict(_PAPER[env_id])
     elif name == "tuned":
-        settings = {"difficulty": _PAPER[env_id]["difficulty"], **_TUNED_COMMON, **_TUNED[env_id]}
+        default_tier = _PAPER.get(env_id, {}).get("difficulty", "medium")
+        settings = {"difficulty": default_tier, **_TUNED_COMMON, **_TUNED[env_id]}
     else:
         raise ValueError(f"unknown preset {name!r}; accepted: {list(PRESETS)}")
     if difficulty is not None:
