@@ -10,7 +10,8 @@ Per (environment, tier):
 * the named hard cohort (:func:`cardiosim_jax.patients.cohort`, 100 patients,
   one episode each) for random, heuristic and PPO on the hard tier.
 
-Writes ``baselines/results/v1.{json,md}`` and ``v1_learning_curves.png``.
+Writes ``baselines/results/v1.{json,md}`` (the JSON keeps PPO's learning curves) and
+``v1_learning_curves.png``; ``--render-only`` redraws both from the JSON.
 
     python baselines/v1.py [--seeds 8] [--episodes 256] [--oracle-episodes 32] [--envs ...]
     python baselines/v1.py --render-only
@@ -145,8 +146,10 @@ def main() -> None:
     args = parser.parse_args()
     out_file = RESULTS / f"{args.out}.json"
     if args.render_only:
-        table = render(json.loads(out_file.read_text()))
+        results = json.loads(out_file.read_text())
+        table = render(results)
         out_file.with_suffix(".md").write_text(table)
+        plot_curves(results, RESULTS / f"{args.out}_learning_curves.png")
         print(table)
         return
 
@@ -157,7 +160,6 @@ def main() -> None:
         "oracle_episodes": args.oracle_episodes,
         "mpc": {k: repr(v) for k, v in MPC_CONFIGS.items()},
     }
-    curves = {}
     for env_id in args.envs:
         for difficulty in args.tiers:
             env, env_params = cardiosim_jax.make(env_id, difficulty)
@@ -204,10 +206,14 @@ def main() -> None:
                     cell["cohort"]["ppo"] = cohort_returns(
                         env, ppo.ppo_policy, trained.policy, args.seeds
                     )
-                curves[(env_id, difficulty)] = (
-                    np.asarray(trained.metrics["timesteps"])[0],
-                    np.asarray(trained.metrics["episode_return"], dtype=np.float64),
-                )
+                # Kept in the JSON so the figure can be redrawn (--render-only) without
+                # retraining, e.g. after an oracle-only rerun.
+                cell["ppo_curve"] = {
+                    "timesteps": np.asarray(trained.metrics["timesteps"])[0].tolist(),
+                    "episode_return": np.round(
+                        np.asarray(trained.metrics["episode_return"], np.float64), 3
+                    ).tolist(),
+                }
             if not args.no_oracle:
                 start = time.perf_counter()
                 stats = oracle.run_oracle_episodes(
@@ -237,11 +243,21 @@ def main() -> None:
     table = render(results)
     print(table)
     out_file.with_suffix(".md").write_text(table)
-    if curves:
-        plot_curves(curves, results, RESULTS / f"{args.out}_learning_curves.png")
+    plot_curves(results, RESULTS / f"{args.out}_learning_curves.png")
 
 
-def plot_curves(curves: dict, results: dict, path: Path) -> None:
+def plot_curves(results: dict, path: Path) -> None:
+    """PPO learning curves of every cell that has one, with the baselines as lines."""
+    curves = {
+        tuple(key.split("/")): (
+            np.asarray(cell["ppo_curve"]["timesteps"]),
+            np.asarray(cell["ppo_curve"]["episode_return"], np.float64),
+        )
+        for key, cell in results["cells"].items()
+        if "ppo_curve" in cell
+    }
+    if not curves:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
