@@ -40,10 +40,13 @@ def _population_axis(env_params: Any, n_episodes: int) -> int | None:
     return 0
 
 
-def _episode_inputs(
+def episode_inputs(
     env_params: Any, key: jax.Array, n_episodes: int, shard: bool
 ) -> tuple[jax.Array, Any, int | None, Any]:
     """Per-episode keys and env params, split over all devices when ``shard``.
+
+    Anything that plays "the same episodes as ``run_episodes``" for a key
+    (the MPC oracle) takes its keys from here.
 
     Returns ``(keys, env_params, params_axis, mesh)``; ``mesh`` is None unsharded.
     """
@@ -107,7 +110,7 @@ def run_episodes(
         )
         return EpisodeStats(episode_return=total, length=length)
 
-    keys, env_params, params_axis, mesh = _episode_inputs(env_params, key, n_episodes, shard)
+    keys, env_params, params_axis, mesh = episode_inputs(env_params, key, n_episodes, shard)
     stats = jax.vmap(one_episode, in_axes=(0, params_axis))(keys, env_params)
     return sharding.constrain_batch(stats, mesh)
 
@@ -226,7 +229,7 @@ def record_episodes(
     episode ``i`` then runs patient ``i``. Same keys as :func:`run_episodes`.
     ``shard=True`` splits the episodes over all devices, as in :func:`run_episodes`.
     """
-    keys, env_params, params_axis, mesh = _episode_inputs(env_params, key, n_episodes, shard)
+    keys, env_params, params_axis, mesh = episode_inputs(env_params, key, n_episodes, shard)
     trajectories = jax.vmap(record_episode, in_axes=(None, params_axis, None, None, 0, None))(
         env, env_params, policy, policy_params, keys, max_steps
     )

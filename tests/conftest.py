@@ -87,11 +87,7 @@ def parameter_ranges(env) -> dict:
 
     Top-level fields by name, model fields as ``"group.field"`` (e.g. ``"cell.tau"``).
     """
-    ranges = dict(env.parameter_ranges)
-    for group, validator in env.model_validators.items():
-        module = importlib.import_module(validator.__module__)
-        ranges.update({f"{group}.{name}": r for name, r in module.PARAMETER_RANGES.items()})
-    return ranges
+    return env.literature_ranges()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from cardiosim_jax.rollout import EpisodeStats
+from cardiosim_jax.rollout import EpisodeStats, episode_inputs
 
 
 @struct.dataclass
@@ -216,7 +216,5 @@ def run_oracle_episodes(
         )
         return EpisodeStats(episode_return=total, length=length)
 
-    leaves = jax.tree_util.tree_leaves(env_params)
-    params_axis = 0 if any(jnp.ndim(leaf) > 0 for leaf in leaves) else None
-    keys = jax.random.split(key, n_episodes)
+    keys, env_params, params_axis, _ = episode_inputs(env_params, key, n_episodes, shard=False)
     return jax.vmap(one_episode, in_axes=(0, params_axis))(keys, env_params)

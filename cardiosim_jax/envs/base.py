@@ -207,25 +207,27 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
             value = getattr(value, part)
         return value
 
-    def parameter_range(self, name: str) -> ParameterRange:
-        """The literature range of a parameter, by the name ``params_for`` accepts.
+    def literature_ranges(self) -> dict[str, ParameterRange]:
+        """Every range-checked parameter: top-level fields by name, model ones as ``"group.field"``.
 
-        Top-level fields are looked up in ``parameter_ranges``; fields of a
-        nested model struct in the ``PARAMETER_RANGES`` of the module that
-        defines that model's validator.
+        Model ranges are the ``PARAMETER_RANGES`` of the module that defines
+        that model's validator.
         """
+        ranges = dict(self.parameter_ranges)
+        for group, validator in self.model_validators.items():
+            model_ranges = getattr(sys.modules[validator.__module__], "PARAMETER_RANGES", {})
+            ranges.update({f"{group}.{name}": r for name, r in model_ranges.items()})
+        return ranges
+
+    def parameter_range(self, name: str) -> ParameterRange:
+        """The literature range of a parameter, by the name ``params_for`` accepts."""
         path = _nested_fields(self.base_params()).get(name)
         if path is None:
             raise ValueError(f"unknown parameter {name!r} for {self.env_id}")
-        if len(path) == 1:
-            ranges = self.parameter_ranges
-        else:
-            validator = self.model_validators.get(path[0])
-            module = sys.modules[validator.__module__] if validator else None
-            ranges = getattr(module, "PARAMETER_RANGES", {})
-        if path[-1] not in ranges:
+        bounds = self.literature_ranges().get(".".join(path))
+        if bounds is None:
             raise ValueError(f"parameter {name!r} of {self.env_id} has no literature range")
-        return ranges[path[-1]]
+        return bounds
 
     @partial(jax.jit, static_argnames=("self",))
     def step(
