@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 
 import cardiosim_jax
 from cardiosim_jax import agents
-from cardiosim_jax.cli import train_seeds
+from cardiosim_jax.cli import train_and_evaluate
 from cardiosim_jax.evaluation import evaluate
 from cardiosim_jax.training import ppo
 
@@ -102,20 +101,10 @@ def main() -> None:
                     policy_params,
                 )
             config = ppo.preset("tuned", env_id, difficulty)
-            start = time.perf_counter()
-            out = train_seeds(config, args.seeds, 0, label=f"[{env_id} {difficulty}] ")
-            seconds = time.perf_counter() - start
-            cell["ppo"] = evaluate(
-                ppo.ppo_policy,
-                env,
-                env_params,
-                jax.random.PRNGKey(1),
-                args.episodes,
-                args.seeds,
-                out.policy,
+            out, cell["ppo"] = train_and_evaluate(
+                config, args.seeds, args.episodes, label=f"[{env_id} {difficulty}] "
             )
-            cell["ppo"]["train_seconds"] = seconds
-            cell["ppo"]["timesteps"] = config.total_timesteps
+            seconds = cell["ppo"]["train_seconds"]
             results[f"{env_id}/{difficulty}"] = cell
             curves[(env_id, difficulty)] = (
                 np.asarray(out.metrics["timesteps"])[0],

@@ -5,13 +5,18 @@ Per (environment, tier):
 * random and the clinical heuristic: ``--episodes x --seeds`` episodes;
 * PPO: the ``tuned`` preset, ``--seeds`` seeds trained in one compiled call,
   ``--episodes`` deterministic evaluation episodes per seed (CI over seeds);
-* oracle: :func:`cardiosim_jax.agents.oracle.run_oracle_episodes` (CEM on the
-  true simulator from the true state), ``--oracle-episodes`` episodes;
+* two oracles, :func:`cardiosim_jax.agents.oracle.run_oracle_episodes` (CEM on
+  the true simulator from the true state), ``--oracle-episodes`` episodes each,
+  both guided by the best PPO seed (saved under ``results/v1_policies/``): the
+  MPC oracle plans on its own draws of the future (what a controller that
+  knows the patient achieves), the hindsight oracle on the episode's own
+  random numbers (a clairvoyant upper bound);
 * the named hard cohort (:func:`cardiosim_jax.patients.cohort`, 100 patients,
   one episode each) for random, heuristic and PPO on the hard tier.
 
 Writes ``baselines/results/v1.{json,md}`` (the JSON keeps PPO's learning curves) and
-``v1_learning_curves.png``; ``--render-only`` redraws both from the JSON.
+``v1_learning_curves.png``; ``--render-only`` redraws both from the JSON;
+``--no-ppo`` keeps the PPO cells and plans with the saved guides.
 
     python baselines/v1.py [--seeds 8] [--episodes 256] [--oracle-episodes 32] [--envs ...]
     python baselines/v1.py --render-only
@@ -20,6 +25,7 @@ Writes ``baselines/results/v1.{json,md}`` (the JSON keeps PPO's learning curves)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,40 +36,61 @@ import numpy as np
 import cardiosim_jax
 from cardiosim_jax import agents, patients
 from cardiosim_jax.agents import oracle
-from cardiosim_jax.cli import train_seeds
+from cardiosim_jax.cli import train_and_evaluate
 from cardiosim_jax.evaluation import evaluate, summarize_returns
 from cardiosim_jax.registration import v1_envs
 from cardiosim_jax.rollout import run_episodes
-from cardiosim_jax.training import ppo
+from cardiosim_jax.training import checkpoint, ppo
 
 RESULTS = Path(__file__).parent / "results"
 TIERS = ("easy", "medium", "hard")
 
 #: Planner settings: lookahead = horizon x action_repeat steps, chosen per environment
 #: to cover its slowest effect (pacing: beats within a step; dosing: absorption and
-#: accumulation over many hours; defibrillation: CPR building perfusion over minutes).
+#: accumulation over many hours; defibrillation: CPR building perfusion over minutes),
+#: then ``tail`` steps of the PPO guide score what each candidate leaves behind.
 MPC_CONFIGS = {
-    # Checked on the deterministic easy tier (one episode): 64 candidates x 3 iterations
+    # Unguided on the deterministic easy tier (one episode): 64 candidates x 3 iterations
     # with a 0.5 sampling std scored 89.8; 256 x 5 with std 0.1 from (70 bpm, 1.5 V)
     # scored 125.2; 512 candidates or a 16-step horizon did no better (120-123).
     "PacingControl-v1": oracle.MPCConfig(
-        horizon=8, action_repeat=2, num_candidates=256, iterations=5, num_elites=16,
-        noise_samples=1, initial_std=0.1, min_std=0.02,
+        horizon=8, action_repeat=2, num_candidates=128, iterations=4, num_elites=16,
+        noise_samples=1, tail=16, initial_std=0.1, min_std=0.02,
     ),
-    # Checked on the deterministic easy tier (one episode): lookahead 24 h, 64 candidates
+    # Unguided on the deterministic easy tier (one episode): lookahead 24 h, 64 candidates
     # x 3 iterations scored 63.8; 24 x 1 with 128 x 4 scored 67.0 (tuned PPO: 66.6).
     "AntiarrhythmicDosing-v1": oracle.MPCConfig(
         horizon=24, action_repeat=1, num_candidates=128, iterations=4, num_elites=12,
-        noise_samples=2,
+        noise_samples=2, tail=24,
     ),
+    # Shock outcomes are chance: with few futures the search overfits them (hard tier,
+    # 8 episodes, guide 83.6: 64 candidates x 8 futures 82.0, 16 x 32 futures 82.9).
     "DefibrillationTiming-v1": oracle.MPCConfig(
-        horizon=6, action_repeat=2, num_candidates=64, iterations=3, num_elites=8,
-        noise_samples=8,
+        horizon=6, action_repeat=2, num_candidates=16, iterations=2, num_elites=4,
+        noise_samples=32, tail=48,
     ),
 }  # fmt: skip
+#: The clairvoyant oracle: the same search on the episode's own future (one sample).
+HINDSIGHT_CONFIGS = {
+    env_id: dataclasses.replace(
+        config,
+        hindsight=True,
+        noise_samples=1,
+        num_candidates=max(config.num_candidates, 64),
+        iterations=max(config.iterations, 3),
+        num_elites=max(config.num_elites, 8),
+    )
+    for env_id, config in MPC_CONFIGS.items()
+}
 #: First warm start (default: the middle of the action box): for pacing, the target rate
 #: at a moderate amplitude, so the narrow search starts near sensible programming.
 INITIAL_ACTIONS = {"PacingControl-v1": (70.0, 1.5)}
+ORACLES = {"oracle": MPC_CONFIGS, "hindsight": HINDSIGHT_CONFIGS}
+
+
+def guide_directory(out: str, env_id: str, difficulty: str) -> Path:
+    """Where the best PPO seed of a cell is saved (the oracles' guide)."""
+    return RESULTS / f"{out}_policies" / env_id / difficulty
 
 
 def fmt(cell: dict | None) -> str:
@@ -78,24 +105,45 @@ def render(results: dict) -> str:
     lines = [
         f"v1 environments. Random and heuristic: {meta['episodes'] * meta['seeds']} episodes "
         f"(CI over episodes); PPO (tuned preset): {meta['seeds']} seeds x {meta['episodes']} "
-        "deterministic episodes (CI over seed means); oracle: MPC with privileged access to "
-        f"the true simulator, {meta['oracle_episodes']} episodes (CI over episodes). Cells: "
-        "mean [95% bootstrap CI].",
+        "deterministic episodes (CI over seed means). Oracles: CEM-MPC on the true simulator "
+        "from the true state, guided by the best PPO seed (its play is a candidate and "
+        "follows every candidate's lookahead), "
+        f"{meta['oracle_episodes']} episodes each (CI over episodes): 'MPC' plans on its own "
+        "draws of the future (what a controller that knows the patient achieves); "
+        "'hindsight' plans on the episode's own random numbers, a clairvoyant upper bound "
+        "(on the deterministic easy tiers the two coincide). Cells: mean [95% bootstrap CI].",
         "",
-        "| Environment | Tier | Random | Heuristic | PPO (tuned) | Oracle (MPC) | PPO train time "
-        "| Oracle time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| Environment | Tier | Random | Heuristic | PPO (tuned) | Oracle (MPC) | "
+        "Hindsight bound | PPO train time | Oracle time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, cell in results["cells"].items():
         env_id, difficulty = key.split("/")
         ppo_cell = cell.get("ppo")
-        oracle_cell = cell.get("oracle")
         train_time = f"{ppo_cell['train_seconds']:.0f} s" if ppo_cell else "-"
-        oracle_time = f"{oracle_cell['seconds']:.0f} s" if oracle_cell else "-"
+        planned = [cell[name]["seconds"] for name in ORACLES if name in cell]
+        oracle_time = " + ".join(f"{t:.0f}" for t in planned) + " s" if planned else "-"
         lines.append(
             f"| {env_id} | {difficulty} | {fmt(cell['random'])} | {fmt(cell['heuristic'])} | "
-            f"{fmt(ppo_cell)} | {fmt(oracle_cell)} | {train_time} | {oracle_time} |"
+            f"{fmt(ppo_cell)} | {fmt(cell.get('oracle'))} | {fmt(cell.get('hindsight'))} | "
+            f"{train_time} | {oracle_time} |"
         )
+    guided = [(k, c) for k, c in results["cells"].items() if "guide" in c]
+    if guided:
+        lines += [
+            "",
+            "The oracles against their guide on the same episodes: the guide (the best PPO "
+            "seed) playing the oracles' episodes, and each oracle's return minus the "
+            "guide's, episode by episode (mean [95% bootstrap CI of the paired difference]).",
+            "",
+            "| Environment | Tier | Guide (best PPO seed) | MPC - guide | Hindsight - guide |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for key, cell in guided:
+            gains = [fmt(cell.get(name, {}).get("gain_over_guide")) for name in ORACLES]
+            lines.append(
+                f"| {' | '.join(key.split('/'))} | {fmt(cell['guide'])} | {' | '.join(gains)} |"
+            )
     cohort_rows = [(k, c["cohort"]) for k, c in results["cells"].items() if "cohort" in c]
     if cohort_rows:
         lines += [
@@ -158,7 +206,7 @@ def main() -> None:
         "seeds": args.seeds,
         "episodes": args.episodes,
         "oracle_episodes": args.oracle_episodes,
-        "mpc": {k: repr(v) for k, v in MPC_CONFIGS.items()},
+        **{name: {k: repr(v) for k, v in configs.items()} for name, configs in ORACLES.items()},
     }
     for env_id in args.envs:
         for difficulty in args.tiers:
@@ -188,20 +236,18 @@ def main() -> None:
             if not args.no_ppo:
                 budget = {} if args.timesteps is None else {"total_timesteps": args.timesteps}
                 config = ppo.preset("tuned", env_id, difficulty, **budget)
-                start = time.perf_counter()
-                trained = train_seeds(config, args.seeds, 0, label=f"[{env_id} {difficulty}] ")
-                seconds = time.perf_counter() - start
-                cell["ppo"] = evaluate(
-                    ppo.ppo_policy,
-                    env,
-                    env_params,
-                    jax.random.PRNGKey(1),
-                    args.episodes,
-                    args.seeds,
-                    trained.policy,
+                trained, cell["ppo"] = train_and_evaluate(
+                    config, args.seeds, args.episodes, label=f"[{env_id} {difficulty}] "
                 )
-                cell["ppo"]["train_seconds"] = seconds
-                cell["ppo"]["timesteps"] = config.total_timesteps
+                # The oracles' guide: the seed with the best evaluation (its own episodes,
+                # not the oracles').
+                best = int(np.argmax(cell["ppo"]["seed_means"]))
+                checkpoint.save_policy(
+                    guide_directory(args.out, env_id, difficulty),
+                    jax.tree_util.tree_map(lambda x, best=best: x[best], trained.policy),
+                    config,
+                    extra={"seed": best, "evaluation_mean": cell["ppo"]["seed_means"][best]},
+                )
                 if difficulty == "hard":
                     cell["cohort"]["ppo"] = cohort_returns(
                         env, ppo.ppo_policy, trained.policy, args.seeds
@@ -215,26 +261,48 @@ def main() -> None:
                     ).tolist(),
                 }
             if not args.no_oracle:
-                start = time.perf_counter()
-                stats = oracle.run_oracle_episodes(
-                    env,
-                    env_params,
-                    jax.random.PRNGKey(0),
-                    args.oracle_episodes,
-                    steps,
-                    MPC_CONFIGS[env_id],
-                    INITIAL_ACTIONS.get(env_id),
+                directory = guide_directory(args.out, env_id, difficulty)
+                if not (directory / checkpoint.POLICY_FILE).exists():
+                    raise SystemExit(f"no PPO guide in {directory}: run once without --no-ppo")
+                guide, _ = checkpoint.load_policy(directory)
+                # The guide on the oracles' own episodes, so that their gain over it is paired.
+                guide_returns = np.asarray(
+                    run_episodes(
+                        env,
+                        env_params,
+                        ppo.ppo_policy,
+                        guide,
+                        jax.random.PRNGKey(0),
+                        args.oracle_episodes,
+                        steps,
+                    ).episode_return,
+                    np.float64,
                 )
-                returns = np.asarray(stats.episode_return, np.float64)
-                cell["oracle"] = {
-                    **summarize_returns(returns),
-                    "seconds": time.perf_counter() - start,
-                }
+                cell["guide"] = summarize_returns(guide_returns)
+                for name, configs in ORACLES.items():
+                    start = time.perf_counter()
+                    stats = oracle.run_oracle_episodes(
+                        env,
+                        env_params,
+                        jax.random.PRNGKey(0),
+                        args.oracle_episodes,
+                        steps,
+                        configs[env_id],
+                        INITIAL_ACTIONS.get(env_id),
+                        ppo.ppo_policy,
+                        guide,
+                    )
+                    returns = np.asarray(stats.episode_return, np.float64)
+                    cell[name] = {
+                        **summarize_returns(returns),
+                        "seconds": time.perf_counter() - start,
+                        "gain_over_guide": summarize_returns(returns - guide_returns),
+                    }
             results["cells"][f"{env_id}/{difficulty}"] = cell
             print(
                 f"{env_id} {difficulty}: random {fmt(cell['random'])}, heuristic "
                 f"{fmt(cell['heuristic'])}, PPO {fmt(cell.get('ppo'))}, oracle "
-                f"{fmt(cell.get('oracle'))}",
+                f"{fmt(cell.get('oracle'))}, hindsight {fmt(cell.get('hindsight'))}",
                 flush=True,
             )
             RESULTS.mkdir(exist_ok=True)
@@ -282,9 +350,14 @@ def plot_curves(results: dict, path: Path) -> None:
                 label="PPO (min-max of seeds)",
             )
             cell = results["cells"][f"{env_id}/{difficulty}"]
-            for name, style in (("random", ":"), ("heuristic", "--"), ("oracle", "-.")):
+            for name, style, color in (
+                ("random", ":", "k"),
+                ("heuristic", "--", "k"),
+                ("oracle", "-.", "tab:green"),
+                ("hindsight", ":", "tab:red"),
+            ):
                 if name in cell:
-                    ax.axhline(cell[name]["mean"], linestyle=style, color="k", label=name)
+                    ax.axhline(cell[name]["mean"], linestyle=style, color=color, label=name)
             ax.set_title(f"{env_id} ({difficulty})")
             ax.set_xlabel("environment steps")
         row[0].set_ylabel("episode return")

@@ -73,6 +73,22 @@ def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
     return ppo.preset(args.preset, args.env, args.difficulty, **overrides)
 
 
+def train_and_evaluate(
+    config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int = 0, label: str = ""
+) -> tuple[ppo.TrainOutput, dict]:
+    """Train ``n_seeds`` seeds (:func:`train_seeds`) and evaluate each deterministically.
+
+    The evaluation plays ``episodes`` episodes per seed from key ``seed + 1``;
+    the returned cell (:func:`cardiosim_jax.evaluation.evaluate`'s) also holds
+    ``train_seconds`` (compilation included) and ``timesteps`` per seed.
+    """
+    start = time.perf_counter()
+    out = train_seeds(config, n_seeds, seed, label=label)
+    seconds = time.perf_counter() - start
+    cell = _evaluate_trained(out, config, n_seeds, episodes, seed)
+    return out, {**cell, "train_seconds": seconds, "timesteps": config.total_timesteps}
+
+
 def _evaluate_trained(
     out: ppo.TrainOutput, config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int
 ) -> dict:
@@ -338,14 +354,9 @@ def run_table2(
             config = config.replace_static(
                 total_timesteps=max(config.batch_size, config.total_timesteps // 10)
             )
-        start = time.perf_counter()
-        out = train_seeds(config, n_seeds, seed, label=f"[{env_id}] ")
-        train_seconds = time.perf_counter() - start
-        cell = _evaluate_trained(out, config, n_seeds, n_episodes, seed)
+        out, cell = train_and_evaluate(config, n_seeds, n_episodes, seed, label=f"[{env_id}] ")
         results[env_id]["ppo"] = {
             **cell,
-            "timesteps": config.total_timesteps,
-            "train_seconds": train_seconds,
             "learning_curve": {
                 "timesteps": np.asarray(out.metrics["timesteps"])[0].tolist(),
                 "episode_return": np.asarray(out.metrics["episode_return"]).tolist(),

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import json
 import math
+import os
 import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -183,3 +189,37 @@ def expected_always_shock_return(energy_j: float, success_base: float, steps: in
         expected += still_fibrillating * p * reward
         still_fibrillating *= 1.0 - p
     return expected + still_fibrillating * (steps * per_failed_step - 50.0)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    import fcntl  # POSIX only; once_per_session falls back to computing elsewhere
+
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def once_per_session(
+    tmp_path_factory: pytest.TempPathFactory, name: str, compute: Callable[[], Any]
+) -> Any:
+    """``compute()`` (JSON-serialisable) run once per test session, shared by xdist workers.
+
+    A module-scoped fixture is otherwise built again on every worker that runs
+    one of its tests (pytest-xdist's ``loadgroup`` grouping does not take
+    effect with pytest 9 here). The workers share ``getbasetemp().parent``; the
+    first to get the lock computes and writes the JSON, the others read it.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or os.name != "posix":
+        return compute()
+    root = tmp_path_factory.getbasetemp().parent
+    cached = root / f"{name}.json"
+    with _exclusive(root / f"{name}.lock"):
+        if cached.exists():
+            return json.loads(cached.read_text())
+        value = compute()
+        cached.write_text(json.dumps(value))
+        return value

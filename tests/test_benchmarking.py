@@ -9,12 +9,13 @@ import contextlib
 import io
 import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ENV_IDS
+from conftest import ENV_IDS, once_per_session
 
 import cardiosim_jax
 from cardiosim_jax import benchmarking, cli
@@ -28,11 +29,17 @@ QUICK_ENV = "PacingControl-v0"
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """``cardiosim-jax bench --quick`` on one env: (results JSON, JSON path, printed stdout)."""
-    path = tmp_path_factory.mktemp("bench") / "cpu.json"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        assert cli.main(["bench", "--quick", "--envs", QUICK_ENV, "--out", str(path)]) == 0
-    return json.loads(path.read_text()), path, out.getvalue()
+
+    def run() -> dict:
+        path = tmp_path_factory.mktemp("bench") / "cpu.json"
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            assert cli.main(["bench", "--quick", "--envs", QUICK_ENV, "--out", str(path)]) == 0
+        return {"path": str(path), "stdout": out.getvalue()}
+
+    run_info = once_per_session(tmp_path_factory, "bench_quick_run", run)
+    path = Path(run_info["path"])
+    return json.loads(path.read_text()), path, run_info["stdout"]
 
 
 def positive(x) -> bool:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
+from conftest import once_per_session
 
 import cardiosim_jax
 from cardiosim_jax import agents, cli, sharding
@@ -146,7 +147,11 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def multi_device() -> dict:
+def multi_device(tmp_path_factory) -> dict:
+    return once_per_session(tmp_path_factory, "sharding_multi_device", _run_multi_device)
+
+
+def _run_multi_device() -> dict:
     env = {
         **os.environ,
         "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "

@@ -48,6 +48,13 @@ class MPCConfig:
     #: ``horizon x action_repeat`` steps (long delays, e.g. drug absorption, need it).
     action_repeat: int = struct.field(pytree_node=False, default=1)
     #: Initial / smallest sampling std, as a fraction of each action dimension's range.
+    #: Env steps of the guide policy played after the lookahead, to score what each
+    #: candidate leaves behind (needs a guide policy; 0 scores the lookahead alone).
+    tail: int = struct.field(pytree_node=False, default=0)
+    #: Score candidates on the episode's own future random numbers instead of
+    #: ``noise_samples`` draws: a clairvoyant planner, whose return bounds from
+    #: above what any policy can expect (the perfect-information relaxation).
+    hindsight: bool = struct.field(pytree_node=False, default=False)
     initial_std: float = 0.5
     min_std: float = 0.05
 
@@ -56,7 +63,19 @@ class MPCConfig:
         """Env steps simulated per candidate."""
         return self.horizon * self.action_repeat
 
+    @property
+    def simulated_steps(self) -> int:
+        """Env steps simulated per candidate and future: the lookahead and the guide's tail."""
+        return self.lookahead + self.tail
+
     def __post_init__(self) -> None:
+        if self.tail < 0:
+            raise ValueError(f"MPCConfig.tail must be >= 0, got {self.tail}")
+        if self.hindsight and self.noise_samples != 1:
+            raise ValueError(
+                f"MPCConfig.hindsight plans on the one true future: noise_samples must be 1, "
+                f"got {self.noise_samples}"
+            )
         for name in ("horizon", "num_candidates", "iterations", "noise_samples", "action_repeat"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MPCConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -82,19 +101,43 @@ def simulate_return(
 
     Rewards after the simulated episode ends (termination or truncation) do not count.
     """
+    follow = jnp.zeros(actions.shape[:1], bool)
+    total, _ = _simulate(env, params, state, None, actions, follow, keys, None, None)
+    return total
 
-    def body(carry: tuple[Any, jax.Array, jax.Array], inputs: tuple[jax.Array, jax.Array]) -> Any:
-        state, total, alive = carry
-        key, action = inputs
-        _, next_state, reward, terminated, _ = env.step_env(key, state, action, params)
+
+def _simulate(
+    env: Any,
+    params: Any,
+    state: Any,
+    obs: jax.Array | None,
+    actions: jax.Array,
+    follow: jax.Array,
+    keys: jax.Array,
+    policy: Any,
+    policy_params: Any,
+) -> tuple[jax.Array, jax.Array]:
+    """Play ``actions``, or the guide ``policy`` where ``follow`` is set, for ``len(keys)`` steps.
+
+    Returns ``(return, actions played)``; rewards after the episode ends do not count.
+    """
+
+    def body(carry: Any, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> Any:
+        state, obs, total, alive = carry
+        key, planned, use_policy = inputs
+        action = planned
+        if policy is not None:
+            guided = policy(policy_params, obs, jax.random.fold_in(key, 1))
+            action = jnp.where(use_policy, jnp.asarray(guided, planned.dtype), planned)
+        next_obs, next_state, reward, terminated, _ = env.step_env(key, state, action, params)
         truncated = env.is_truncated(next_state, params)
         total = total + jnp.where(alive, reward, 0.0)
         alive = alive & ~(terminated | truncated)
-        return (next_state, total, alive), None
+        return (next_state, next_obs if policy is not None else obs, total, alive), action
 
-    init = (state, jnp.zeros((), jnp.float32), jnp.array(True))
-    (_, total, _), _ = jax.lax.scan(body, init, (keys, actions))
-    return total
+    init = (state, obs, jnp.zeros((), jnp.float32), jnp.array(True))
+    (_, _, total, _), played = jax.lax.scan(body, init, (keys, actions, follow))
+    return total, played
 
 
 def mpc_action(
@@ -104,13 +147,24 @@ def mpc_action(
     key: jax.Array,
     plan: jax.Array,
     config: MPCConfig,
+    obs: jax.Array | None = None,
+    policy: Any = None,
+    policy_params: Any = None,
+    futures: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """One CEM planning step from the true ``state``.
 
     Candidates are ``horizon`` actions, each held ``action_repeat`` steps; the
     warm start ``plan`` (``(lookahead, num_actions)``, the previous best
     shifted by one step) is always among them, so the returned sequence scores
-    at least as well as the warm start on the planner's futures.
+    at least as well as the warm start on the planner's futures. With a guide
+    ``policy`` (which needs ``obs``, the observation of ``state``), the guide's
+    closed-loop play is a candidate too, and every candidate is followed by
+    ``config.tail`` steps of the guide; the incumbent hands over to the guide
+    one step earlier (where its shift repeated the last action), so on a known
+    future it replays the previous step's best trajectory exactly.
+    ``futures`` (``(noise_samples, simulated_steps)`` step keys) replaces the
+    planner's own draws, e.g. with the episode's true keys (hindsight).
 
     Returns:
         ``(action, best_sequence)``: the action to play and the best
@@ -119,14 +173,28 @@ def mpc_action(
     low, high = _bounds(env, params)
     span = high - low
     blocks = (config.horizon, config.action_repeat, env.num_actions)
+    if policy is None and config.tail:
+        raise ValueError(f"MPCConfig.tail={config.tail} needs a guide policy")
+    if policy is not None and obs is None:
+        raise ValueError("a guide policy needs obs, the observation of state")
+    steps = config.simulated_steps
     sample_key, future_key = jax.random.split(key)
-    futures = jax.random.split(future_key, config.noise_samples * config.lookahead).reshape(
-        config.noise_samples, config.lookahead, -1
-    )
+    if futures is None:
+        futures = jax.random.split(future_key, config.noise_samples * steps).reshape(
+            config.noise_samples, steps, -1
+        )
+    tail_actions = jnp.zeros((config.tail, env.num_actions), jnp.float32)
 
-    def score(actions: jax.Array) -> jax.Array:
-        returns = jax.vmap(lambda keys: simulate_return(env, params, state, actions, keys))(futures)
-        return jnp.mean(returns)
+    def score(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean return over the futures, and the actions played in the first one."""
+        actions = jnp.concatenate([actions, tail_actions])
+        follow = jnp.concatenate([follow, jnp.ones((config.tail,), bool)])
+        returns, played = jax.vmap(
+            lambda keys: _simulate(
+                env, params, state, obs, actions, follow, keys, policy, policy_params
+            )
+        )(futures)
+        return jnp.mean(returns), played[0, : config.lookahead]
 
     def iteration(carry: Any, iter_key: jax.Array) -> Any:
         mean, std, best_seq, best_score = carry
@@ -137,7 +205,14 @@ def mpc_action(
         candidates = jnp.repeat(coarse, config.action_repeat, axis=1)
         # Keep the incumbent in the population so the best never gets worse.
         candidates = candidates.at[0].set(best_seq)
-        scores = jax.vmap(score)(candidates)
+        # Where the guide plays: the incumbent's repeated last step, and all of candidate
+        # 1, the guide's own closed-loop play (its played actions replace it).
+        follow = jnp.zeros((config.num_candidates, config.lookahead), bool)
+        if policy is not None:
+            follow = follow.at[0, -1].set(True)
+            if config.num_candidates > 1:
+                follow = follow.at[1].set(True)
+        scores, candidates = jax.vmap(score)(candidates, follow)
         scores = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
         order = jnp.argsort(-scores)
         elites = candidates[order[: config.num_elites]].reshape(config.num_elites, *blocks)
@@ -166,7 +241,6 @@ def initial_plan(env: Any, params: Any, config: MPCConfig, initial_action: Any =
     return jnp.broadcast_to(action.astype(jnp.float32), (config.lookahead, env.num_actions))
 
 
-@partial(jax.jit, static_argnames=("env", "n_episodes", "max_steps", "config"))
 def run_oracle_episodes(
     env: Any,
     env_params: Any,
@@ -175,6 +249,8 @@ def run_oracle_episodes(
     max_steps: int,
     config: MPCConfig | None = None,
     initial_action: jax.Array | None = None,
+    policy: Any = None,
+    policy_params: Any = None,
 ) -> EpisodeStats:
     """``n_episodes`` episodes controlled by :func:`mpc_action` (vmapped over episodes).
 
@@ -184,35 +260,70 @@ def run_oracle_episodes(
     ``config`` defaults to ``MPCConfig()``. ``initial_action`` seeds the
     first step's search (default: the middle of the action box); where the
     middle is a harmful action (v0 pacing's pulses), a safe one helps.
+    ``policy`` and ``policy_params`` (one unbatched policy, e.g. a trained
+    PPO seed with :func:`cardiosim_jax.training.ppo.ppo_policy`) guide the
+    search as :func:`mpc_action` describes.
     """
     config = MPCConfig() if config is None else config
+    if policy is None and config.tail:
+        raise ValueError(f"MPCConfig.tail={config.tail} needs a guide policy")
+    return _run_oracle_episodes(
+        env, env_params, key, n_episodes, max_steps, config, initial_action, policy, policy_params
+    )
+
+
+@partial(jax.jit, static_argnames=("env", "n_episodes", "max_steps", "config", "policy"))
+def _run_oracle_episodes(
+    env: Any,
+    env_params: Any,
+    key: jax.Array,
+    n_episodes: int,
+    max_steps: int,
+    config: MPCConfig,
+    initial_action: jax.Array | None,
+    policy: Any,
+    policy_params: Any,
+) -> EpisodeStats:
 
     def one_episode(episode_key: jax.Array, env_params: Any) -> EpisodeStats:
         reset_key, loop_key = jax.random.split(episode_key)
-        _, state = env.reset(reset_key, env_params)
+        obs, state = env.reset(reset_key, env_params)
+        step_keys = jax.random.split(loop_key, max_steps)
+        # The keys step_env will get: Environment.step splits each env key into
+        # (step, reset). Padded past the end, where nothing is counted.
+        true_keys = jax.vmap(lambda k: jax.random.split(jax.random.split(k)[1])[0])(step_keys)
+        pad = jax.random.split(jax.random.fold_in(loop_key, 1), config.simulated_steps)
+        true_keys = jnp.concatenate([true_keys, pad])
 
-        def body(carry: Any, step_key: jax.Array) -> Any:
-            state, plan, total, length, alive = carry
+        def body(carry: Any, inputs: tuple[jax.Array, jax.Array]) -> Any:
+            state, obs, plan, total, length, alive = carry
+            step_key, t = inputs
             plan_key, env_key = jax.random.split(step_key)
-            action, best = mpc_action(env, env_params, state, plan_key, plan, config)
-            _, state, reward, terminated, truncated, _ = env.step(
+            futures = None
+            if config.hindsight:
+                futures = jax.lax.dynamic_slice_in_dim(true_keys, t, config.simulated_steps)[None]
+            action, best = mpc_action(
+                env, env_params, state, plan_key, plan, config, obs, policy, policy_params, futures
+            )
+            obs, state, reward, terminated, truncated, _ = env.step(
                 env_key, state, action, env_params
             )
             total = total + jnp.where(alive, reward, 0.0)
             length = length + alive.astype(jnp.int32)
             alive = alive & ~(terminated | truncated)
             plan = jnp.concatenate([best[1:], best[-1:]], axis=0)
-            return (state, plan, total, length, alive), None
+            return (state, obs, plan, total, length, alive), None
 
         init = (
             state,
+            obs,
             initial_plan(env, env_params, config, initial_action),
             jnp.zeros(()),
             jnp.zeros((), jnp.int32),
             jnp.array(True),
         )
-        (_, _, total, length, _), _ = jax.lax.scan(
-            body, init, jax.random.split(loop_key, max_steps)
+        (_, _, _, total, length, _), _ = jax.lax.scan(
+            body, init, (step_keys, jnp.arange(max_steps))
         )
         return EpisodeStats(episode_return=total, length=length)
 
