@@ -14,13 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax import agents
-from cardiosim_jax.cli import train_and_evaluate
-from cardiosim_jax.evaluation import evaluate
+from cardiosim_jax.cli import evaluate_baselines, train_and_evaluate
 from cardiosim_jax.training import ppo
 
 RESULTS = Path(__file__).parent / "results"
@@ -88,18 +85,7 @@ def main() -> None:
     for env_id in args.envs:
         for difficulty in ("easy", "medium", "hard"):
             env, env_params = cardiosim_jax.make(env_id, difficulty)
-            cell = {}
-            for name in ("random", "heuristic"):
-                policy, policy_params = agents.baseline_policy(name, env, env_params)
-                cell[name] = evaluate(
-                    policy,
-                    env,
-                    env_params,
-                    jax.random.PRNGKey(0),
-                    args.episodes * args.seeds,
-                    1,
-                    policy_params,
-                )
+            cell = evaluate_baselines(env, env_params, args.episodes * args.seeds)
             config = ppo.preset("tuned", env_id, difficulty)
             out, cell["ppo"] = train_and_evaluate(
                 config, args.seeds, args.episodes, label=f"[{env_id} {difficulty}] "

@@ -36,8 +36,8 @@ import numpy as np
 import cardiosim_jax
 from cardiosim_jax import agents, patients
 from cardiosim_jax.agents import oracle
-from cardiosim_jax.cli import train_and_evaluate
-from cardiosim_jax.evaluation import evaluate, summarize_returns
+from cardiosim_jax.cli import evaluate_baselines, train_and_evaluate
+from cardiosim_jax.evaluation import summarize_returns
 from cardiosim_jax.registration import v1_envs
 from cardiosim_jax.rollout import run_episodes
 from cardiosim_jax.training import checkpoint, ppo
@@ -214,17 +214,7 @@ def main() -> None:
             steps = int(np.max(np.asarray(env_params.max_steps_in_episode)))
             # Parts not recomputed in this run (--no-ppo, --no-oracle) are kept.
             cell: dict = results["cells"].get(f"{env_id}/{difficulty}", {})
-            for name in ("random", "heuristic"):
-                policy, policy_params = agents.baseline_policy(name, env, env_params)
-                cell[name] = evaluate(
-                    policy,
-                    env,
-                    env_params,
-                    jax.random.PRNGKey(0),
-                    args.episodes * args.seeds,
-                    1,
-                    policy_params,
-                )
+            cell.update(evaluate_baselines(env, env_params, args.episodes * args.seeds))
             if difficulty == "hard":
                 cell["cohort"] = {
                     **cell.get("cohort", {}),

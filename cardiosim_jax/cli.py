@@ -73,6 +73,23 @@ def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
     return ppo.preset(args.preset, args.env, args.difficulty, **overrides)
 
 
+def evaluate_baselines(
+    env: Any,
+    env_params: Any,
+    n_episodes: int,
+    seed: int = 0,
+    names: tuple[str, ...] = ("random", "heuristic"),
+) -> dict[str, dict]:
+    """``name -> evaluate(...)`` cell of each baseline policy, ``n_episodes`` from key ``seed``."""
+    cells = {}
+    for name in names:
+        policy, policy_params = agents.baseline_policy(name, env, env_params)
+        cells[name] = evaluate(
+            policy, env, env_params, jax.random.PRNGKey(seed), n_episodes, 1, policy_params
+        )
+    return cells
+
+
 def train_and_evaluate(
     config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int = 0, label: str = ""
 ) -> tuple[ppo.TrainOutput, dict]:
@@ -342,12 +359,8 @@ def run_table2(
     for env_id, difficulty in TABLE2_PROTOCOL.items():
         env, env_params = cardiosim_jax.make(env_id, difficulty)
         results[env_id] = {}
-        names = ["random", "heuristic"] if env_id != "DefibrillationTiming-v0" else ["random"]
-        for name in names:
-            policy, policy_params = agents.baseline_policy(name, env, env_params)
-            cell = evaluate(
-                policy, env, env_params, jax.random.PRNGKey(seed), n_episodes, 1, policy_params
-            )
+        names = ("random", "heuristic") if env_id != "DefibrillationTiming-v0" else ("random",)
+        for name, cell in evaluate_baselines(env, env_params, n_episodes, seed, names).items():
             results[env_id][name] = {**cell, "n_seeds": 1}
         config = ppo.preset(preset, env_id)
         if quick:  # a tenth of the budget: a smoke run of the full protocol

@@ -241,6 +241,7 @@ def initial_plan(env: Any, params: Any, config: MPCConfig, initial_action: Any =
     return jnp.broadcast_to(action.astype(jnp.float32), (config.lookahead, env.num_actions))
 
 
+@partial(jax.jit, static_argnames=("env", "n_episodes", "max_steps", "config", "policy"))
 def run_oracle_episodes(
     env: Any,
     env_params: Any,
@@ -265,35 +266,17 @@ def run_oracle_episodes(
     search as :func:`mpc_action` describes.
     """
     config = MPCConfig() if config is None else config
-    if policy is None and config.tail:
-        raise ValueError(f"MPCConfig.tail={config.tail} needs a guide policy")
-    return _run_oracle_episodes(
-        env, env_params, key, n_episodes, max_steps, config, initial_action, policy, policy_params
-    )
-
-
-@partial(jax.jit, static_argnames=("env", "n_episodes", "max_steps", "config", "policy"))
-def _run_oracle_episodes(
-    env: Any,
-    env_params: Any,
-    key: jax.Array,
-    n_episodes: int,
-    max_steps: int,
-    config: MPCConfig,
-    initial_action: jax.Array | None,
-    policy: Any,
-    policy_params: Any,
-) -> EpisodeStats:
 
     def one_episode(episode_key: jax.Array, env_params: Any) -> EpisodeStats:
         reset_key, loop_key = jax.random.split(episode_key)
         obs, state = env.reset(reset_key, env_params)
         step_keys = jax.random.split(loop_key, max_steps)
-        # The keys step_env will get: Environment.step splits each env key into
-        # (step, reset). Padded past the end, where nothing is counted.
-        true_keys = jax.vmap(lambda k: jax.random.split(jax.random.split(k)[1])[0])(step_keys)
-        pad = jax.random.split(jax.random.fold_in(loop_key, 1), config.simulated_steps)
-        true_keys = jnp.concatenate([true_keys, pad])
+        if config.hindsight:
+            # The keys step_env will get: Environment.step splits each env key into
+            # (step, reset). Padded past the end, where nothing is counted.
+            true_keys = jax.vmap(lambda k: jax.random.split(jax.random.split(k)[1])[0])(step_keys)
+            pad = jax.random.split(jax.random.fold_in(loop_key, 1), config.simulated_steps)
+            true_keys = jnp.concatenate([true_keys, pad])
 
         def body(carry: Any, inputs: tuple[jax.Array, jax.Array]) -> Any:
             state, obs, plan, total, length, alive = carry
