@@ -57,11 +57,11 @@ MPC_CONFIGS = {
         horizon=8, action_repeat=2, num_candidates=128, iterations=4, num_elites=16,
         noise_samples=1, tail=16, initial_std=0.1, min_std=0.02,
     ),
-    # Unguided on the deterministic easy tier (one episode): lookahead 24 h, 64 candidates
-    # x 3 iterations scored 63.8; 24 x 1 with 128 x 4 scored 67.0 (tuned PPO: 66.6).
+    # One step is a 12 h dosing decision and an episode 6 of them: the lookahead covers
+    # the whole stay, so no guide tail is needed.
     "AntiarrhythmicDosing-v1": oracle.MPCConfig(
-        horizon=24, action_repeat=1, num_candidates=128, iterations=4, num_elites=12,
-        noise_samples=2, tail=24,
+        horizon=6, action_repeat=1, num_candidates=128, iterations=4, num_elites=12,
+        noise_samples=2, tail=0,
     ),
     # Shock outcomes are chance: with few futures the search overfits them (hard tier,
     # 8 episodes, guide 83.6: 64 candidates x 8 futures 82.0, 16 x 32 futures 82.9).
@@ -82,9 +82,10 @@ HINDSIGHT_CONFIGS = {
     )
     for env_id, config in MPC_CONFIGS.items()
 }
-#: First warm start (default: the middle of the action box): for pacing, the target rate
-#: at a moderate amplitude, so the narrow search starts near sensible programming.
-INITIAL_ACTIONS = {"PacingControl-v1": (70.0, 1.5)}
+#: First warm start (default: the middle of the action box): for pacing, standard
+#: programming (60 bpm, twice a typical threshold), so the narrow search starts there; for
+#: defibrillation no shock (the middle of the box is a 180 J shock every 10 s).
+INITIAL_ACTIONS = {"PacingControl-v1": (60.0, 2.0), "DefibrillationTiming-v1": (0.0,)}
 ORACLES = {"oracle": MPC_CONFIGS, "hindsight": HINDSIGHT_CONFIGS}
 
 

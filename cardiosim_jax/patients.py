@@ -1,12 +1,15 @@
 """Patient populations: sampled cohorts and fixed, named evaluation cohorts.
 
 Each v1 environment lists the parameters that vary between patients and
-their coefficients of variation (``env.patient_variation``, with sources).
-:func:`sample` draws ``n`` patients: each listed parameter is the tier's
-typical value times a mean-one log-normal multiplier (the pharmacometric
-``theta x exp(eta)``), clipped to the parameter's literature range, and the
-environment's own per-episode variation is switched off
-(``patient_variability = 0``), so a patient is the same in every episode.
+their literature coefficients of variation (``env.patient_variation``, with
+sources); a tier uses the fraction ``patient_variability`` of them (easy 0,
+medium 0.5, hard 1). :func:`sample` draws ``n`` patients as the tier defines
+them: each listed parameter is the tier's typical value times a mean-one
+log-normal multiplier (the pharmacometric ``theta x exp(eta)``) with CV
+``patient_variability x`` the literature CV, clipped to the parameter's
+literature range, and the environment's own per-episode variation is switched
+off (``patient_variability = 0``), so a patient is the same in every episode.
+An easy-tier sample is therefore ``n`` copies of the typical patient.
 The result is an ``EnvParams`` whose leaves have a leading axis of ``n``,
 ready for ``jax.vmap`` or :func:`cardiosim_jax.rollout.run_episodes`.
 
@@ -63,10 +66,12 @@ def sample(
             f"cohorts exist for: {envs_with_patient_model()}"
         )
     names = sorted(table)
+    # The tier's share of the literature variability, as the env's own reset draws it.
+    tier_fraction = float(np.asarray(typical.patient_variability))
     varied: dict[str, np.ndarray] = {}
     for name, name_key in zip(names, jax.random.split(key, len(names)), strict=True):
         bounds = env.parameter_range(name)
-        factor = np.asarray(lognormal_multiplier(name_key, table[name].cv, (n,)))
+        factor = np.asarray(lognormal_multiplier(name_key, tier_fraction * table[name].cv, (n,)))
         values = np.asarray(env.parameter_value(typical, name), np.float64) * factor
         varied[name] = np.clip(values, bounds.low, bounds.high).astype(np.float32)
     varied = env.consistent_patients(varied)

@@ -74,10 +74,31 @@ def test_noise_makes_near_threshold_ectopy_graded():
     drive = PARAMS.focus_drive
     rates = [
         float(ectopic_beats(c, drive, windows=200, noise_std=0.03)[10:].mean())
-        for c in (1.0, 1.5, 2.0, 3.0)
+        for c in (0.35, 0.55, 0.75, 1.5)
     ]
     assert rates[0] > rates[1] > rates[2] >= rates[3]
     assert 0.0 < rates[1] < rates[0]
+
+
+def test_efficacy_and_qt_prolongation_share_one_ikr_block():
+    """Class III: one block fraction B = C/(C + IC50) drives the focus threshold and the QT."""
+    concentrations = jnp.array([0.0, 0.5, 1.0, 3.0, 10.0])
+    block = np.asarray(de.ikr_block(concentrations, PARAMS))
+    np.testing.assert_allclose(np.asarray(de.antiarrhythmic_effect(concentrations, PARAMS)), block)
+    np.testing.assert_allclose(
+        block, np.asarray(concentrations) / (np.asarray(concentrations) + 10.0), rtol=1e-6
+    )
+    # A patient twice as sensitive (IC50 halved) gets both effects at half the concentration.
+    sensitive = PARAMS.replace(ikr_ic50_mg_per_l=PARAMS.ikr_ic50_mg_per_l / 2.0)
+    for c in (0.5, 2.0):
+        half, full = jnp.float32(c / 2.0), jnp.float32(c)
+        assert float(de.focus_cell(half, sensitive).a) == pytest.approx(
+            float(de.focus_cell(full, PARAMS).a), rel=1e-5
+        )
+        assert float(de.ventricle_cell(half, sensitive).tau) == pytest.approx(
+            float(de.ventricle_cell(full, PARAMS).tau), rel=1e-5
+        )
+        assert float(de.focus_cell(full, PARAMS).a) > float(PARAMS.excitability_a)
 
 
 def test_qtc_prolongs_with_concentration():

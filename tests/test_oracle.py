@@ -126,7 +126,7 @@ def test_oracle_accepts_a_population_of_patients():
 
 def always_shock(energy_j, obs, key):
     """Shock at ``energy_j`` on every step (a guide whose outcomes are pure chance)."""
-    return jnp.array([1.0, energy_j], jnp.float32)
+    return jnp.reshape(energy_j, (1,)).astype(jnp.float32)  # v1 action: [energy (J)]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,13 @@ MAX_EVENTS = 16
 
 def quiet_heart(**overrides) -> pacemaker.PacedHeartParams:
     """No respiratory modulation, no jitter, no block: exact timings."""
-    values = {"rsa_amplitude_ms": 0.0, "rr_jitter_ms": 0.0, "av_block_prob": 0.0, **overrides}
+    values = {
+        "rsa_amplitude_ms": 0.0,
+        "rr_jitter_ms": 0.0,
+        "av_block_prob": 0.0,
+        "threshold_beat_cv": 0.0,
+        **overrides,
+    }
     return pacemaker.PacedHeartParams(**{k: jnp.float32(v) for k, v in values.items()})
 
 
@@ -61,7 +67,8 @@ def test_pulses_capture_above_threshold_and_not_below():
     np.testing.assert_array_equal(above.captures, above.paces)
     assert float(below.paces.sum()) > 20
     assert float(below.captures.sum()) == 0.0
-    np.testing.assert_allclose(above.energy_v2, above.paces * np.float32(1.1) ** 2, rtol=1e-6)
+    # V^2 pw / R: 1.21 V^2 x 0.4 ms / 500 ohm = 0.968 microjoules per pulse.
+    np.testing.assert_allclose(above.energy_uj, above.paces * 0.968, rtol=1e-5)
 
 
 def test_pulse_into_refractory_ventricle_does_not_capture():

@@ -36,7 +36,7 @@ def test_variation_table_names_accepted_parameters_with_ranges_and_sources(env_i
 
 
 @pytest.mark.parametrize("env_id", V1_IDS)
-@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+@pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
 def test_sample_varies_the_listed_parameters_only(env_id, difficulty):
     env, typical = cardiosim_jax.make(env_id, difficulty)
     n = 2000
@@ -44,17 +44,26 @@ def test_sample_varies_the_listed_parameters_only(env_id, difficulty):
     assert all(np.shape(leaf)[:1] == (n,) for leaf in leaves(params))
     np.testing.assert_array_equal(np.asarray(params.patient_variability), 0.0)
     varied = set(env.patient_variation)
+    # The tier's share of the literature CV: 0 on easy, 0.5 on medium, 1 on hard.
+    tier_fraction = {"easy": 0.0, "medium": 0.5, "hard": 1.0}[difficulty]
+    assert float(typical.patient_variability) == tier_fraction
     for name, variability in env.patient_variation.items():
         values = np.asarray(env.parameter_value(params, name), np.float64)
         bounds = env.parameter_range(name)
         assert np.all(values >= np.float32(bounds.low)) and np.all(
             values <= np.float32(bounds.high)
         )
+        if tier_fraction == 0.0:
+            # An easy cohort is n copies of the typical patient.
+            typical_value = np.asarray(env.parameter_value(typical, name), np.float32)
+            np.testing.assert_array_equal(values.astype(np.float32), typical_value, name)
+            continue
         inside = (values > bounds.low) & (values < bounds.high)
-        # Away from the range's clip, log-values spread with the stated CV's log-sd.
+        # Away from the range's clip, log-values spread with the tier's CV's log-sd.
         if inside.mean() > 0.9:
             spread = np.log(values[inside]).std()
-            assert spread == pytest.approx(float(log_sd(variability.cv)), rel=0.25), name
+            expected = float(log_sd(tier_fraction * variability.cv))
+            assert spread == pytest.approx(expected, rel=0.25), name
     # Everything not listed (and not the switch-off) is the tier's value.
     flat_typical = jax.tree_util.tree_flatten_with_path(typical)[0]
     flat_params = dict(jax.tree_util.tree_flatten_with_path(params)[0])

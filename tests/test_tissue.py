@@ -99,13 +99,13 @@ def test_cpr_restores_and_no_flow_depletes_energy(start):
 
 def test_perfusion_step_composes_and_is_identity_at_zero_duration():
     params = tissue.MyocardialParams()
-    c, m = jnp.float32(0.6), jnp.float32(0.4)  # c at its CPR target: exact composition
+    c, m = jnp.float32(params.cpr_quality), jnp.float32(0.4)  # c at its CPR target: exact
     whole = tissue.perfusion_step(c, m, params, jnp.float32(60.0), jnp.array(True))
     half = tissue.perfusion_step(c, m, params, jnp.float32(30.0), jnp.array(True))
     halves = tissue.perfusion_step(*half, params, jnp.float32(30.0), jnp.array(True))
     np.testing.assert_allclose(np.asarray(whole), np.asarray(halves), rtol=1e-5)
     same = tissue.perfusion_step(c, m, params, jnp.float32(0.0), jnp.array(True))
-    np.testing.assert_allclose(np.asarray(same), [0.6, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(same), [float(c), 0.4], rtol=1e-6)
 
 
 def test_no_flow_energy_decays_with_minutes():

@@ -1,11 +1,12 @@
 """Clinical programming rule for PacingControl-v1, as a pure JAX policy.
 
-What a clinician does at a follow-up, without the patient's hidden values:
-program the lower-rate limit at the target rate, keep the nominal output
-(3.5 V at 0.4 ms, a safety margin of at least 2x for typical thresholds of
-0.5-1.5 V; Ellenbogen et al. 2011), and raise the output by a fixed step
-whenever loss of capture is seen (fewer captures than pulses), never lowering
-it again within the episode. Reads only the observation, so it vmaps.
+Standard programming at a follow-up, from the observation only: a lower-rate
+limit of 60 bpm (VVI 60, the usual nominal rate; Kusumoto et al. 2019) and an
+amplitude of twice the threshold measured at the follow-up (the 2:1 voltage
+safety margin; Ellenbogen et al. 2011), raised by a fixed step for every loss of
+capture the device has recorded (the counter in the observation, so the rule
+stays memoryless). It does not chase the heart rate, so pacing stops whenever
+the patient's own rhythm is faster than 60 bpm.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from cardiosim_jax.envs.pacing_control_v1 import AMPLITUDE_LIMITS
+from cardiosim_jax.envs.pacing_control_v1 import AMPLITUDE_LIMITS, LOWER_RATE_LIMITS
 
 #: Observation slots used (see ``cardiosim_jax.envs.pacing_control_v1``).
-_TARGET, _PACES, _CAPTURES, _AMPLITUDE = 0, 4, 5, 9
+_MEASURED_THRESHOLD, _LOST_SO_FAR = 7, 10
 
 
 @struct.dataclass
 class HeuristicPacingV1Params:
-    """Lower rate = target + offset (bpm); output never below nominal, + step on loss of capture."""
+    """Lower rate (bpm); safety factor x measured threshold; + step (V) per loss of capture."""
 
-    lower_rate_offset_bpm: jax.Array = 0.0
-    nominal_amplitude_v: jax.Array = 3.5
+    lower_rate_bpm: jax.Array = 60.0
+    safety_factor: jax.Array = 2.0
     loss_of_capture_step_v: jax.Array = 1.0
 
 
@@ -34,9 +35,12 @@ def heuristic_pacing_v1_policy(
 ) -> jax.Array:
     """PacingControl-v1 action [lower-rate limit (bpm), amplitude (V)] from the observation."""
     del key
-    lower_rate = obs[..., _TARGET] + params.lower_rate_offset_bpm
-    loss_of_capture = obs[..., _CAPTURES] < obs[..., _PACES]
-    amplitude = jnp.maximum(obs[..., _AMPLITUDE], params.nominal_amplitude_v)
-    amplitude = jnp.where(loss_of_capture, amplitude + params.loss_of_capture_step_v, amplitude)
+    amplitude = (
+        params.safety_factor * obs[..., _MEASURED_THRESHOLD]
+        + params.loss_of_capture_step_v * obs[..., _LOST_SO_FAR]
+    )
     amplitude = jnp.clip(amplitude, *AMPLITUDE_LIMITS)
+    lower_rate = jnp.clip(
+        jnp.broadcast_to(params.lower_rate_bpm, amplitude.shape), *LOWER_RATE_LIMITS
+    )
     return jnp.stack([lower_rate, amplitude], axis=-1).astype(jnp.float32)

@@ -1,31 +1,34 @@
-"""DefibrillationTiming-v1: when to shock a fibrillating heart during CPR, and how hard.
+"""DefibrillationTiming-v1: when to interrupt CPR for a shock, and how hard.
 
 A rescuer arrives ``arrival_delay_min`` after an unwitnessed collapse in
-ventricular fibrillation (VF) and runs CPR; every step (10 s) the agent
-decides whether to interrupt CPR for a shock and at what energy. The
-fibrillation signal comes from an Aliev-Panfilov ring whose viable fraction
-follows the myocardial energy state ``m`` (``cardiosim_jax.models.tissue``):
-``m`` decays during untreated VF and in CPR pauses and recovers over one to
-two minutes of CPR, and AMSA (amplitude spectrum area of the pseudo-ECG)
-tracks it. A shock succeeds with a logistic energy dose-response whose E50
-falls with AMSA and rises with time in VF and delivered energy
-(``cardiosim_jax.models.shock_response``). Each shock costs a hands-off pause
-(``shock_pause_s`` without perfusion), so shocking a poorly perfused heart
-wastes a shock, energy and perfusion, while waiting lets survival decay.
-On harder tiers a successful shock can be followed by refibrillation.
+ventricular fibrillation (VF) and runs CPR; every step (10 s) the agent picks
+a shock energy, 0 J meaning "no shock, keep compressing". The monitor shows
+the rhythm (VF, an organised rhythm without pulse, asystole) and, in VF, the
+fibrillation waveform of an Aliev-Panfilov ring whose viable fraction follows
+the myocardial energy state ``m`` (``cardiosim_jax.models.tissue``): ``m``
+decays in untreated VF and in CPR pauses and recovers over minutes of CPR, and
+AMSA (amplitude spectrum area) tracks it with window-to-window noise.
 
-Observation (8,), float32:
-    0 AMSA (mV x Hz; measured: patient electrode gain x intrinsic, times
-      log-normal noise on harder tiers), 1 ECG peak-to-peak amplitude (mV, same),
+A shock of VF terminates it with high probability even late in VF
+(``cardiosim_jax.models.shock_response``: logistic in energy, weakly modulated by
+``m``); what follows depends on ``m``: ROSC (an organised rhythm with a pulse,
+ends the episode), pulseless electrical activity (PEA), asystole, or VF again.
+In PEA and asystole CPR continues; ROSC or recurrent VF arrive as competing
+hazards. Shocking a rhythm that is not VF changes nothing. Every shock costs a
+hands-off pause (``shock_pause_s`` without perfusion).
+
+Observation (10,), float32:
+    0 AMSA (mV x Hz, patient electrode gain x intrinsic, log-normal noise on
+      harder tiers; 0 unless VF), 1 ECG peak-to-peak amplitude (mV, same),
     2 time since arrival (s), 3 time since the last shock (since arrival before
       the first) (s), 4 shocks delivered, 5 energy of the last shock (J),
-    6 cumulative energy delivered (J), 7 refibrillations so far.
-Action (2,): [shock decision (shock if > 0.5), energy (J, clipped to 0..360)],
-    the v0 layout. NaN counts as 0 (no shock, 0 J); +inf shocks at 360 J.
-Reward: on ROSC (a shock ends VF and no refibrillation follows)
-    +100 x survival factor (exp(-0.1/min without flow, -0.035/min in CPR) since
-    arrival); -0.1 per step still in VF; -2 - 0.005 x E per shock (J);
-    -50 if the episode times out in VF. Range about [-280, 100] per episode.
+    6 cumulative energy delivered (J), 7 VF on the monitor (0/1),
+    8 organised rhythm without pulse (PEA) (0/1), 9 asystole (0/1).
+Action (1,): shock energy (J, clipped to 0..360); below ``MIN_SHOCK_ENERGY_J``
+    no shock is delivered. NaN counts as 0 (no shock); +inf shocks at 360 J.
+Reward: on ROSC +100 x survival factor (exp(-0.1/min without flow, -0.035/min
+    in CPR) since arrival); -0.1 per step without ROSC; -2 - 0.005 x E per
+    shock (J), whatever the rhythm; -50 if the episode ends without ROSC.
 Episode: 90 / 60 / 48 steps of 10 s (easy / medium / hard); terminates at ROSC.
 """
 
@@ -54,16 +57,23 @@ from cardiosim_jax.models.variability import Variability, lognormal_multiplier
 STEP_SECONDS = 10.0
 #: Largest shock energy (J, biphasic).
 MAX_ENERGY_J = 360.0
-#: Shock decisions above this deliver a shock.
-SHOCK_THRESHOLD = 0.5
+#: Smallest selectable energy of a manual defibrillator (J); a request below it delivers
+#: no shock (0 J is "keep compressing").
+MIN_SHOCK_ENERGY_J = 2.0
 #: Observation noise is clipped to this many standard deviations.
 NOISE_CLIP_SDS = 3.0
+#: Monitor rhythms (``EnvState.rhythm``); ROSC ends the episode.
+VF, PEA, ASYSTOLE, ROSC = 0, 1, 2, 3
+#: Uniform draws are kept in [UNIFORM_FLOOR, 1] so that -log(u) stays finite.
+UNIFORM_FLOOR = 1e-6
 #: Reward constants (v0's, with the success reward scaled by survival).
 SUCCESS_REWARD = 100.0
 FIBRILLATION_PENALTY = 0.1
 SHOCK_PENALTY = 2.0
 ENERGY_PENALTY_PER_J = 0.005
 TIMEOUT_PENALTY = 50.0
+OBS_SIZE = 10
+
 
 #: Inter-patient variability (log-normal CV), by override name; scaled by ``patient_variability``.
 PATIENT_VARIABILITY: dict[str, Variability] = {
@@ -86,13 +96,15 @@ class EnvState(environment.EnvState):
     myocardial_energy: jax.Array  # m in [0, 1]
     perfusion: jax.Array  # coronary perfusion, fraction of normal
     window_index: jax.Array  # int32, column of the ECG feature library
-    amsa_intrinsic: jax.Array  # mV x Hz at unit gain, current ECG window
-    ecg_amplitude_intrinsic: jax.Array  # mV peak-to-peak at unit gain
-    vf_minutes: jax.Array  # since collapse (min)
+    amsa_intrinsic: jax.Array  # mV x Hz at unit gain if the heart fibrillates
+    ecg_amplitude_intrinsic: jax.Array  # mV peak-to-peak at unit gain, same
+    arrest_minutes: jax.Array  # since collapse (min)
     survival: jax.Array  # survival factor since arrival, (0, 1]
-    in_fibrillation: jax.Array  # bool
+    rhythm: jax.Array  # int32: VF, PEA, ASYSTOLE or ROSC
+    hazard_accumulated: jax.Array  # integrated PEA/asystole event hazard since entering it
+    hazard_threshold: jax.Array  # -log(u): the next PEA/asystole event fires when reached
     shocks_delivered: jax.Array  # int32
-    refibrillations: jax.Array  # int32
+    refibrillations: jax.Array  # int32, returns to VF after a terminating shock
     last_energy_j: jax.Array
     total_energy_j: jax.Array
     time_since_shock_s: jax.Array
@@ -109,22 +121,40 @@ class EnvParams(environment.EnvParams):
     )
     arrival_delay_min: jax.Array = 7.0  # untreated VF before the rescuer arrives
     shock_pause_s: jax.Array = 8.0  # hands-off time around a shock (no perfusion)
-    refibrillation_probability: jax.Array = 0.15  # VF recurs after a successful shock
-    stochasticity: jax.Array = 1.0  # 0: shock outcomes and signal deterministic
+    refibrillation_probability: jax.Array = 0.15  # VF recurs at once after a terminating shock
+    stochasticity: jax.Array = 1.0  # 0: every draw is its median (deterministic)
     patient_variability: jax.Array = 0.5  # scales the CVs of PATIENT_VARIABILITY
     observation_noise_std: jax.Array = 0.05  # log-sd of multiplicative ECG-feature noise
     max_steps_in_episode: jax.Array = 60
 
 
 class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
-    """Shock timing and energy during CPR, guided by an AMSA-like ECG feature."""
+    """Shock timing and energy during CPR, with the monitor's rhythm and VF waveform."""
 
     env_id = "DefibrillationTiming-v1"
-    action_shape = (2,)
+    action_shape = (1,)
+    #: Never shock (CPR only).
+    no_treatment_action = (0.0,)
+    #: 360 J every 10 s, no CPR between shocks (stacked shocks).
+    max_treatment_action = (MAX_ENERGY_J,)
+    #: Probes that shock on most steps (stacked shocks without CPR starve the myocardium,
+    #: and a shock of a rhythm that is not VF only costs its pause), and those that add
+    #: useless low-energy shocks (7-36 J) to the heuristic during CPR (see the doc).
+    harmful_probes = (
+        "max_treatment",
+        "corner_1",
+        "centre",
+        "random",
+        "alternating_extremes",
+        "dither_2pct",
+        "dither_random_5pct",
+        "swing_10pct",
+    )
     tiers = {
         "easy": {
             "arrival_delay_min": 7.0,
             "refibrillation_probability": 0.0,
+            "vf_recurrence_rate_per_min": 0.0,
             "stochasticity": 0.0,
             "patient_variability": 0.0,
             "observation_noise_std": 0.0,
@@ -178,43 +208,71 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
         self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams
     ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
         action = sanitize_action(action)
-        shock = action[0] > SHOCK_THRESHOLD
-        energy = jnp.where(shock, jnp.clip(action[1], 0.0, MAX_ENERGY_J), 0.0)
+        requested_j = jnp.clip(jnp.reshape(action, (-1,))[0], 0.0, MAX_ENERGY_J)
+        shock = requested_j >= MIN_SHOCK_ENERGY_J
+        energy = jnp.where(shock, requested_j, 0.0)
+        patient = state.patient_shock
+        key_term, key_rhythm, key_refib, key_clock, key_event, key_obs = prng.split(key, 6)
 
-        key_success, key_refib, key_obs = prng.split(key, 3)
-        # The ECG analysed before the shock decides its outcome (intrinsic AMSA,
-        # independent of this patient's electrode gain).
-        success_prob = shock_model.success_probability(
-            state.patient_shock,
-            energy,
-            state.amsa_intrinsic,
-            state.vf_minutes,
-            state.total_energy_j,
+        def draw(k: jax.Array) -> jax.Array:
+            # stochasticity 0 (easy): every draw is its median, independent of the key.
+            u = 0.5 + params.stochasticity * (prng.uniform(k) - 0.5)
+            return jnp.clip(u, UNIFORM_FLOOR, 1.0)
+
+        # 1. The shock: termination decided by the myocardial state m (never one ECG window).
+        in_vf = state.rhythm == VF
+        p_terminate = shock_model.termination_probability(
+            patient, energy, state.myocardial_energy, state.total_energy_j
         )
-        # stochasticity 0 (easy): success iff p > 1/2, independent of the key.
-        draw = 0.5 + params.stochasticity * (prng.uniform(key_success) - 0.5)
-        success = shock & state.in_fibrillation & (draw < success_prob)
-        refibrillated = success & (prng.uniform(key_refib) < params.refibrillation_probability)
-        rosc = success & ~refibrillated
-        in_fibrillation = state.in_fibrillation & ~rosc
+        terminated = shock & in_vf & (draw(key_term) < p_terminate)
+        p_rosc, p_pea, _ = shock_model.post_shock_rhythm_probabilities(
+            patient, state.myocardial_energy, state.total_energy_j
+        )
+        u_rhythm = draw(key_rhythm)
+        after_termination = jnp.where(
+            u_rhythm < p_rosc, ROSC, jnp.where(u_rhythm < p_rosc + p_pea, PEA, ASYSTOLE)
+        )
+        refibrillated = terminated & (draw(key_refib) < params.refibrillation_probability)
+        rhythm = jnp.where(
+            terminated, jnp.where(refibrillated, VF, after_termination), state.rhythm
+        ).astype(jnp.int32)
+        # A new PEA/asystole episode draws the integrated hazard its next event needs.
+        entered = terminated & ~refibrillated & (after_termination != ROSC)
+        threshold = jnp.where(entered, -jnp.log(draw(key_clock)), state.hazard_threshold)
+        accumulated = jnp.where(entered, 0.0, state.hazard_accumulated)
 
-        # A shock interrupts CPR for shock_pause_s; compressions fill the rest of the step.
+        # 2. CPR: the shock's pause without flow, compressions for the rest of the step
+        # (none once ROSC is reached: the step ends the episode).
         pause_s = jnp.where(shock, params.shock_pause_s, 0.0)
+        cpr_s = STEP_SECONDS - pause_s
         myocardium = state.patient_myocardium
         perfusion, energy_state = tissue.perfusion_step(
             state.perfusion, state.myocardial_energy, myocardium, pause_s, jnp.array(False)
         )
         perfusion, energy_state = tissue.perfusion_step(
-            perfusion, energy_state, myocardium, STEP_SECONDS - pause_s, jnp.array(True)
+            perfusion, energy_state, myocardium, cpr_s, jnp.array(True)
         )
-        survival = state.survival * shock_model.survival_decay(
-            state.patient_shock, pause_s, STEP_SECONDS - pause_s
+        total_energy = state.total_energy_j + energy
+
+        # 3. PEA / asystole during CPR: competing hazards of ROSC and recurrent VF.
+        non_vf = (rhythm == PEA) | (rhythm == ASYSTOLE)
+        rosc_rate = shock_model.rosc_rate_per_min(
+            patient, energy_state, rhythm == ASYSTOLE, total_energy
         )
+        event_rate = rosc_rate + patient.vf_recurrence_rate_per_min
+        accumulated = accumulated + jnp.where(non_vf, event_rate * cpr_s / 60.0, 0.0)
+        event = non_vf & (accumulated >= threshold)
+        event_is_rosc = draw(key_event) * event_rate < rosc_rate
+        rhythm = jnp.where(event, jnp.where(event_is_rosc, ROSC, VF), rhythm).astype(jnp.int32)
+        recurred = refibrillated | (event & ~event_is_rosc)
+        rosc = rhythm == ROSC
+
+        survival = state.survival * shock_model.survival_decay(patient, pause_s, cpr_s)
         window_index = jnp.mod(state.window_index + 1, tissue.LIBRARY_WINDOWS)
         amsa, amplitude = tissue.read_features(energy_state, window_index)
 
         time = state.time + 1
-        timed_out = (time >= params.max_steps_in_episode) & in_fibrillation
+        timed_out = (time >= params.max_steps_in_episode) & ~rosc
         reward = (
             jnp.where(rosc, SUCCESS_REWARD * survival, -FIBRILLATION_PENALTY)
             - jnp.where(shock, SHOCK_PENALTY + ENERGY_PENALTY_PER_J * energy, 0.0)
@@ -227,21 +285,27 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
             window_index=window_index,
             amsa_intrinsic=amsa,
             ecg_amplitude_intrinsic=amplitude,
-            vf_minutes=state.vf_minutes + STEP_SECONDS / 60.0,
+            arrest_minutes=state.arrest_minutes + STEP_SECONDS / 60.0,
             survival=survival,
-            in_fibrillation=in_fibrillation,
+            rhythm=rhythm,
+            hazard_accumulated=jnp.where(event, 0.0, accumulated),
+            hazard_threshold=threshold,
             shocks_delivered=state.shocks_delivered + shock.astype(jnp.int32),
-            refibrillations=state.refibrillations + refibrillated.astype(jnp.int32),
+            refibrillations=state.refibrillations + recurred.astype(jnp.int32),
             last_energy_j=jnp.where(shock, energy, state.last_energy_j),
-            total_energy_j=state.total_energy_j + energy,
+            total_energy_j=total_energy,
             time_since_shock_s=jnp.where(shock, 0.0, state.time_since_shock_s) + STEP_SECONDS,
             time=time,
         )
         info = {
-            "in_fibrillation": in_fibrillation,
-            "defibrillated": rosc,
-            "refibrillated": refibrillated,
-            "success_probability": jnp.where(shock, success_prob, 0.0),
+            "rhythm": rhythm,
+            "in_fibrillation": rhythm == VF,
+            "rosc": rosc,
+            "shocked": shock,
+            "shocked_vf": shock & in_vf,
+            "terminated_vf": terminated,
+            "refibrillated": recurred,
+            "termination_probability": jnp.where(shock & in_vf, p_terminate, 0.0),
             "myocardial_energy": energy_state,
             "amsa_intrinsic": amsa,
             "survival": survival,
@@ -272,9 +336,11 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
             window_index=window_index,
             amsa_intrinsic=amsa,
             ecg_amplitude_intrinsic=amplitude,
-            vf_minutes=jnp.asarray(arrival_delay_min, jnp.float32),
+            arrest_minutes=jnp.asarray(arrival_delay_min, jnp.float32),
             survival=jnp.ones((), jnp.float32),
-            in_fibrillation=jnp.array(True),
+            rhythm=jnp.asarray(VF, jnp.int32),
+            hazard_accumulated=zero,
+            hazard_threshold=jnp.ones((), jnp.float32),
             shocks_delivered=jnp.zeros((), jnp.int32),
             refibrillations=jnp.zeros((), jnp.int32),
             last_energy_j=zero,
@@ -309,7 +375,9 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
         return drawn
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
-        gain = state.patient_myocardium.ecg_gain_mv
+        # The VF waveform features exist only while the heart fibrillates.
+        fibrillating = state.rhythm == VF
+        gain = jnp.where(fibrillating, state.patient_myocardium.ecg_gain_mv, 0.0)
         amsa = gain * state.amsa_intrinsic
         amplitude = gain * state.ecg_amplitude_intrinsic
         if key is not None:
@@ -326,19 +394,46 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
                 state.shocks_delivered.astype(jnp.float32),
                 state.last_energy_j,
                 state.total_energy_j,
-                state.refibrillations.astype(jnp.float32),
+                fibrillating.astype(jnp.float32),
+                (state.rhythm == PEA).astype(jnp.float32),
+                (state.rhythm == ASYSTOLE).astype(jnp.float32),
             ]
         ).astype(jnp.float32)
 
+    def clinical_summary(self, trajectory: Any, params: EnvParams) -> dict[str, jax.Array]:
+        """What a recorded policy did, per episode, in a resuscitation team's terms.
+
+        ``trajectory`` is a :class:`cardiosim_jax.rollout.Trajectory` (leading
+        batch axis allowed). Returns ROSC (0/1), time from arrival to the first
+        shock (s; NaN without a shock), its energy (J), shocks per episode,
+        shocks given to a rhythm other than VF, and the CPR fraction (share of
+        the episode with compressions: each shock costs ``shock_pause_s``).
+        """
+        valid = trajectory.valid
+        shocked = valid & trajectory.info["shocked"]
+        first = jnp.argmax(shocked, axis=-1)
+        any_shock = jnp.any(shocked, axis=-1)
+        energies = jnp.take_along_axis(trajectory.state.last_energy_j, first[..., None], -1)
+        shocks = jnp.sum(shocked, axis=-1)
+        seconds = STEP_SECONDS * jnp.sum(valid, axis=-1)
+        return {
+            "rosc": jnp.any(valid & trajectory.info["rosc"], axis=-1).astype(jnp.float32),
+            "time_to_first_shock_s": jnp.where(any_shock, STEP_SECONDS * first, jnp.nan),
+            "first_shock_energy_j": jnp.where(any_shock, energies[..., 0], jnp.nan),
+            "shocks": shocks,
+            "shocks_not_in_vf": jnp.sum(shocked & ~trajectory.info["shocked_vf"], axis=-1),
+            "cpr_fraction": 1.0 - shocks * params.shock_pause_s / seconds,
+        }
+
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
-        return ~state.in_fibrillation
+        return state.rhythm == ROSC
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Box:
-        """[shock decision, energy (J)]."""
+        """[shock energy (J); below MIN_SHOCK_ENERGY_J no shock]."""
         return spaces.Box(
-            low=jnp.zeros((2,), jnp.float32),
-            high=jnp.array([1.0, MAX_ENERGY_J], jnp.float32),
-            shape=(2,),
+            low=jnp.zeros((1,), jnp.float32),
+            high=jnp.full((1,), MAX_ENERGY_J, jnp.float32),
+            shape=(1,),
             dtype=jnp.float32,
         )
 
@@ -353,7 +448,7 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
         gain_max = tissue.PARAMETER_RANGES["ecg_gain_mv"].high
         noise_max = jnp.exp(NOISE_CLIP_SDS * params.observation_noise_std)
         seconds = steps * STEP_SECONDS
-        low = stack_last([0.0] * 8)
+        low = stack_last([0.0] * OBS_SIZE)
         high = stack_last(
             [
                 amsa_max * gain_max * noise_max,
@@ -363,7 +458,9 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
                 steps,
                 MAX_ENERGY_J,
                 MAX_ENERGY_J * steps,
-                steps,
+                1.0,
+                1.0,
+                1.0,
             ]
         )
-        return spaces.Box(low=low, high=high, shape=(8,), dtype=jnp.float32)
+        return spaces.Box(low=low, high=high, shape=(OBS_SIZE,), dtype=jnp.float32)

@@ -5,32 +5,38 @@ rate and an adequate one, with a slow autonomic drift, respiratory sinus
 arrhythmia and beat-to-beat jitter; P waves may fail to conduct (Mobitz II-like
 AV block). A single-chamber demand pacemaker (NBG VVI; VDD atrial tracking on
 the hard tier) paces the ventricle when no ventricular event is sensed within
-the lower-rate interval; a pulse captures only above the patient's capture
-threshold (which rises over the episode on the hard tier) and outside the
-ventricular refractory period. Beat timing is event-driven
+the lower-rate interval. Capture is probabilistic near threshold (a
+strength-duration threshold with slow and beat-to-beat fluctuation) and needs
+an excitable ventricle; the threshold rises over the episode on medium/hard.
+Retrograde (VA) conduction, which lets pacing suppress the sinus node, is
+present in only some patients. Beat timing is event-driven
 (:mod:`cardiosim_jax.models.pacemaker`): one step is 2 s, at most 16 events.
 
-Observation (10,), float32:
-    0 target heart rate (bpm, the tier's target, 50..100)
-    1 heart rate (bpm, 0..300): 60000 / mean of the last 4 RR intervals
-      (RR between consecutive ventricular depolarisations), or 60000 / the
-      open interval during a pause; relative observation noise on medium/hard
-    2 heart-rate error: observation 1 - observation 0 (bpm)
-    3 heart-rate variability (ms, 0..5000): SD of the last 8 RR intervals;
-      relative observation noise on medium/hard
-    4 pacing pulses delivered in the last step (count, 0..16)
-    5 pulses that captured in the last step (count, 0..16): fewer than
-      observation 4 means loss of capture
-    6 intrinsic (sensed, conducted) beats in the last step (count, 0..16)
-    7 time since the last ventricular depolarisation (ms, 0..10000)
+Observation (11,), float32:
+    0 heart rate (bpm, 0..300): 60000 / mean of the last 4 RR intervals, or
+      60000 / the open interval during a pause; relative noise on medium/hard
+    1 pacing pulses delivered in the last step (count, 0..16)
+    2 pulses that captured in the last step (count, 0..16)
+    3 intrinsic (sensed, conducted) beats in the last step (count, 0..16)
+    4 time since the last ventricular depolarisation (ms, 0..10000)
+    5 longest time without a ventricular depolarisation in the last step (ms, 0..10000)
+    6 cumulative ventricular pacing, % of ventricular beats paced (device counter, 0..100)
+    7 capture threshold measured at the follow-up (V at the programmed pulse width,
+      rounded up to 0.25 V; constant over the episode)
     8 programmed lower-rate limit (bpm, 30..120; 60 at reset)
     9 programmed pulse amplitude (V, 0..7.5; 3.5 at reset)
+    10 losses of capture so far (device counter, 0..16 x episode length)
 Action (2,): [lower-rate limit (bpm), pulse amplitude (V)], NaN -> 0, then
-    clipped to [30, 120] and [0, 7.5]. A pulse width of 0.4 ms is implied.
-Reward per step (2 s):
-    -0.05 |HR - target| - 0.01 |HRV - target HRV| + 1 if |HR - target| < tolerance
-    - 0.01 x sum over delivered pulses of amplitude^2 (V^2; battery drain)
-    from the true (noise-free) heart rate and HRV.
+    clipped to [30, 120] and [0, 7.5]; 0 V is output off. Pulse width 0.4 ms.
+Reward per step (2 s), all costs (see :func:`step_reward`):
+    - 1 /s x 2 s x max(0, 1 - HR / symptomatic rate)       symptomatic bradycardia
+    - 1 /s x 2 s x max(0, HR / 100 - 1)                    tachycardia at rest
+    - 2 per second spent > 2 s after the last ventricular beat   pauses
+    - 1 per loss of capture
+    - 0.05 per paced ventricular beat                      pacing burden
+    - 0.005 per microjoule of pulse energy                 battery
+    - 2 x (|dLRL| / 90 bpm + |dV| / 7.5 V)                  reprogramming
+    from the true (noise-free) heart rate.
 Episode: 150 / 300 / 450 steps (5 / 10 / 15 min) on easy / medium / hard,
     never terminates early.
 """
@@ -63,10 +69,16 @@ class EnvState(environment.EnvState):
     patient: pacemaker.PacedHeartParams  # this episode's patient, drawn at reset
     bradycardic_rate_bpm: jax.Array  # this patient's sinus rate while bradycardic
     adequate_rate_bpm: jax.Array  # this patient's sinus rate while chronotropically adequate
+    symptomatic_rate_bpm: jax.Array  # below this ventricular rate this patient has symptoms
+    measured_threshold_v: jax.Array  # threshold found at the follow-up test (observed)
+    threshold_log_drift: jax.Array  # slow fluctuation of log threshold (hidden)
     sinus_adequate: jax.Array  # bool: sinus node currently in its adequate phase
     sinus_level_bpm: jax.Array  # autonomic sinus rate, relaxing towards the phase's rate
     sinus_drift_bpm: jax.Array  # slow Ornstein-Uhlenbeck drift added to the level
-    counts: pacemaker.PacingCounts  # paces, captures, sensed beats, energy of the last step
+    counts: pacemaker.PacingCounts  # paces, captures, sensed beats, ... of the last step
+    total_captures: jax.Array  # paced ventricular beats so far
+    total_sensed: jax.Array  # intrinsic ventricular beats so far
+    total_lost: jax.Array  # losses of capture so far
     lower_rate_bpm: jax.Array  # programmed lower-rate limit
     amplitude_v: jax.Array  # programmed pulse amplitude
     time: jax.Array
@@ -75,16 +87,16 @@ class EnvState(environment.EnvState):
 @struct.dataclass
 class EnvParams(environment.EnvParams):
     heart: pacemaker.PacedHeartParams = dataclasses.field(
-        default_factory=pacemaker.PacedHeartParams
+        default_factory=lambda: pacemaker.PacedHeartParams(retrograde_conduction_prob=0.8)
     )
-    sinus_rate_bpm: jax.Array = 45.0  # bradycardic sinus rate (sick sinus)
+    sinus_rate_bpm: jax.Array = 40.0  # bradycardic sinus rate (sick sinus)
     adequate_sinus_rate_bpm: jax.Array = 72.0  # sinus rate between bradycardic spells
     sinus_switch_prob: jax.Array = 0.01  # P(sinus phase switches) per step
     rate_drift_bpm: jax.Array = 3.0  # stationary SD of the slow sinus-rate drift
-    target_heart_rate_bpm: jax.Array = 70.0
-    target_hrv_ms: jax.Array = 20.0  # SD of 8 RR intervals the reward aims for
-    hr_tolerance_bpm: jax.Array = 5.0  # in-band bonus when |HR - target| is below this
-    observation_noise_std: jax.Array = 0.0  # relative SD of HR and HRV observation noise
+    symptomatic_rate_bpm: jax.Array = 50.0  # typical rate below which symptoms appear
+    va_conduction_prevalence: jax.Array = 0.5  # P(a patient has retrograde VA conduction)
+    threshold_drift_cv: jax.Array = 0.15  # stationary SD of the slow log-threshold fluctuation
+    observation_noise_std: jax.Array = 0.0  # relative SD of the heart-rate observation noise
     patient_variability: jax.Array = 0.5  # scale of the PATIENT_VARIABILITY CVs
     max_steps_in_episode: jax.Array = 300
 
@@ -102,17 +114,27 @@ NOMINAL_AMPLITUDE_V = 3.5
 #: Autonomic time constants of the sinus rate (s): phase changes, slow drift.
 SINUS_RELAX_TIME_S = 10.0
 RATE_DRIFT_TIME_S = 60.0
+#: Time constant of the slow threshold fluctuation (s; hours compressed, like the rise).
+THRESHOLD_DRIFT_TIME_S = 120.0
+#: Threshold tests step the output down in 0.25 V decrements; the last capturing one is read.
+THRESHOLD_TEST_STEP_V = 0.25
 #: Sinus-rate clamp (bpm), matching the model's P-P interval bounds.
 SINUS_RATE_LIMITS = (60000.0 / pacemaker.MAX_PP_MS, 60000.0 / pacemaker.MIN_PP_MS)
-#: Reward weights: per bpm of HR error, per ms of HRV error, in-band bonus, per V^2 pulse.
-HR_ERROR_WEIGHT = 0.05
-HRV_ERROR_WEIGHT = 0.01
-IN_BAND_BONUS = 1.0
-ENERGY_WEIGHT = 0.01
-#: Observation bounds. RR intervals are at least one refractory period (200 ms) and
-#: at most MAX_SINCE_BEAT_MS, so HR <= 300 bpm and the SD of 8 of them < 5000 ms.
+#: Resting ventricular rate above which the rhythm is a tachycardia (bpm).
+TACHYCARDIA_RATE_BPM = 100.0
+#: Reward weights (costs). Rate terms are per second of fractional rate deficit/excess;
+#: pause per second beyond 2 s; per lost capture; per paced beat; per microjoule.
+BRADYCARDIA_WEIGHT = 1.0
+TACHYCARDIA_WEIGHT = 1.0
+PAUSE_WEIGHT = 2.0
+LOST_CAPTURE_WEIGHT = 1.0
+PACING_BURDEN_WEIGHT = 0.05
+BATTERY_WEIGHT = 0.005
+#: Per unit of reprogramming_size: a 10 bpm change costs 0.22, a 1 V change 0.27.
+REPROGRAMMING_WEIGHT = 2.0
+#: Observation bounds. RR intervals are at least one refractory period (200 ms), so HR <= 300.
 MAX_HEART_RATE_BPM = 300.0
-MAX_HRV_MS = 0.5 * pacemaker.MAX_SINCE_BEAT_MS
+MAX_MEASURED_THRESHOLD_V = 20.0
 
 #: Inter-patient variability drawn at reset (CV x ``patient_variability``), by override name.
 PATIENT_VARIABILITY: dict[str, Variability] = {
@@ -122,12 +144,57 @@ PATIENT_VARIABILITY: dict[str, Variability] = {
     "threshold_rise_fraction": Variability(
         0.3, "maturation peak 1.5-3x acute (Ellenbogen et al. 2011)"
     ),
+    "chronaxie_ms": Variability(0.25, "assumed (lead-to-lead spread of chronaxie)"),
+    "lead_impedance_ohm": Variability(
+        0.2, "normal impedances 300-1500 ohm (Ellenbogen et al. 2011)"
+    ),
     "pr_interval_ms": Variability(0.15, "PR 120-200 ms (Kusumoto et al. 2019)"),
     "rsa_amplitude_ms": Variability(0.4, "short-term HRV spread (Nunan et al. 2010)"),
     "av_block_prob": Variability(0.3, "assumed"),
     "sinus_rate_bpm": Variability(0.2, "SND rates 30-50 bpm (Kusumoto et al. 2019)"),
     "adequate_sinus_rate_bpm": Variability(0.1, "resting HR spread (Nunan et al. 2010)"),
+    "symptomatic_rate_bpm": Variability(0.1, "assumed (symptoms at 40-60 bpm)"),
 }
+
+
+def reprogramming_size(
+    old_lower_rate: jax.Array, old_amplitude: jax.Array, lower_rate: jax.Array, amplitude: jax.Array
+) -> jax.Array:
+    """Size of a programming change: the changes summed as fractions of the programmable
+    ranges (a change of every setting across its whole range is 2)."""
+    rate_range = LOWER_RATE_LIMITS[1] - LOWER_RATE_LIMITS[0]
+    amplitude_range = AMPLITUDE_LIMITS[1] - AMPLITUDE_LIMITS[0]
+    return (
+        jnp.abs(lower_rate - old_lower_rate) / rate_range
+        + jnp.abs(amplitude - old_amplitude) / amplitude_range
+    )
+
+
+def step_reward(
+    counts: pacemaker.PacingCounts,
+    heart_rate_bpm: jax.Array,
+    symptomatic_rate_bpm: jax.Array,
+    change: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Reward of one step and its cost terms (each >= 0; reward = -sum).
+
+    ``change`` is :func:`reprogramming_size` of this step's programming change.
+    """
+    step_s = STEP_MS / 1000.0
+    costs = {
+        "bradycardia": BRADYCARDIA_WEIGHT
+        * step_s
+        * jnp.maximum(1.0 - heart_rate_bpm / symptomatic_rate_bpm, 0.0),
+        "tachycardia": TACHYCARDIA_WEIGHT
+        * step_s
+        * jnp.maximum(heart_rate_bpm / TACHYCARDIA_RATE_BPM - 1.0, 0.0),
+        "pause": PAUSE_WEIGHT * counts.pause_ms / 1000.0,
+        "lost_capture": LOST_CAPTURE_WEIGHT * counts.lost,
+        "pacing_burden": PACING_BURDEN_WEIGHT * counts.captures,
+        "battery": BATTERY_WEIGHT * counts.energy_uj,
+        "reprogramming": REPROGRAMMING_WEIGHT * change,
+    }
+    return -sum(costs.values()), costs
 
 
 class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
@@ -136,42 +203,48 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
     env_id = "PacingControl-v1"
     patient_variation = PATIENT_VARIABILITY
     action_shape = (2,)
+    #: Pacing off: the lowest rate at 0 V (no pulse is delivered).
+    no_treatment_action = (LOWER_RATE_LIMITS[0], AMPLITUDE_LIMITS[0])
+    #: Asynchronous-like pacing at the highest rate and output.
+    max_treatment_action = (LOWER_RATE_LIMITS[1], AMPLITUDE_LIMITS[1])
+    #: Probes a clinician calls harmful (see docs/v1/pacing_control.md).
+    harmful_probes: tuple[str, ...] = ("max_treatment",)
     tiers = {
         "easy": {
-            "sinus_rate_bpm": 50.0,
+            "sinus_rate_bpm": 42.0,
             "sinus_switch_prob": 0.0,
             "rate_drift_bpm": 0.0,
             "rr_jitter_ms": 0.0,
             "av_block_prob": 0.0,
             "threshold_rise_fraction": 0.0,
             "atrial_tracking": 0.0,
-            "hr_tolerance_bpm": 10.0,
+            "va_conduction_prevalence": 0.0,
             "observation_noise_std": 0.0,
             "patient_variability": 0.0,
             "max_steps_in_episode": 150,
         },
         "medium": {
-            "sinus_rate_bpm": 45.0,
+            "sinus_rate_bpm": 40.0,
             "sinus_switch_prob": 0.01,
             "rate_drift_bpm": 3.0,
             "rr_jitter_ms": 10.0,
             "av_block_prob": 0.1,
             "threshold_rise_fraction": 0.5,
             "atrial_tracking": 0.0,
-            "hr_tolerance_bpm": 5.0,
+            "va_conduction_prevalence": 0.5,
             "observation_noise_std": 0.02,
             "patient_variability": 0.5,
             "max_steps_in_episode": 300,
         },
         "hard": {
-            "sinus_rate_bpm": 40.0,
+            "sinus_rate_bpm": 36.0,
             "sinus_switch_prob": 0.02,
             "rate_drift_bpm": 5.0,
             "rr_jitter_ms": 15.0,
             "av_block_prob": 0.3,
             "threshold_rise_fraction": 1.0,
             "atrial_tracking": 1.0,
-            "hr_tolerance_bpm": 3.0,
+            "va_conduction_prevalence": 0.5,
             "observation_noise_std": 0.05,
             "patient_variability": 1.0,
             "max_steps_in_episode": 450,
@@ -188,13 +261,15 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
             0.0, 0.2, "probability per 2 s step", "design (paroxysmal sinus node dysfunction)"
         ),
         "rate_drift_bpm": ParameterRange(0.0, 15.0, "bpm", "design (slow autonomic drift)"),
-        "target_heart_rate_bpm": ParameterRange(
-            50.0, 100.0, "bpm", "lower rates 50-70, rate-adaptive ~100 (Ellenbogen et al. 2011)"
+        "symptomatic_rate_bpm": ParameterRange(
+            40.0, 60.0, "bpm", "bradycardia < 50 bpm (Kusumoto et al. 2019); design"
         ),
-        "target_hrv_ms": ParameterRange(
-            5.0, 75.0, "ms", "short-term HRV norms (Nunan et al. 2010)"
+        "va_conduction_prevalence": ParameterRange(
+            0.0, 1.0, "fraction of patients", "design (VA conduction in part of SND patients)"
         ),
-        "hr_tolerance_bpm": ParameterRange(1.0, 20.0, "bpm", "design (paper: delta)"),
+        "threshold_drift_cv": ParameterRange(
+            0.0, 0.4, "SD of log threshold", "design (threshold varies with sleep, meals, drugs)"
+        ),
         "observation_noise_std": ParameterRange(0.0, 0.2, "relative SD", "design"),
         "patient_variability": ParameterRange(0.0, 1.0, "scale of CVs", "design"),
         "max_steps_in_episode": EPISODE_LENGTH_RANGE,
@@ -224,7 +299,7 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
         action = sanitize_action(action)
         lower_rate = jnp.clip(action[0], *LOWER_RATE_LIMITS)
         amplitude = jnp.clip(action[1], *AMPLITUDE_LIMITS)
-        key_switch, key_drift, key_beats, key_obs = prng.split(key, 4)
+        key_switch, key_drift, key_beats, key_obs, key_threshold = prng.split(key, 5)
 
         switch = prng.uniform(key_switch) < params.sinus_switch_prob
         adequate = state.sinus_adequate ^ switch
@@ -242,7 +317,16 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
         sinus_rate = jnp.clip(level + drift, *SINUS_RATE_LIMITS)
 
         clock_ms = state.time.astype(jnp.float32) * STEP_MS
-        threshold = pacemaker.capture_threshold_v(state.patient, clock_ms / 1000.0)
+        threshold_drift = pacemaker.log_threshold_drift_step(
+            state.threshold_log_drift,
+            params.threshold_drift_cv,
+            prng.normal(key_threshold),
+            STEP_MS / 1000.0,
+            THRESHOLD_DRIFT_TIME_S,
+        )
+        threshold = pacemaker.capture_threshold_v(state.patient, clock_ms / 1000.0) * jnp.exp(
+            threshold_drift
+        )
         heart, counts = pacemaker.advance(
             state.pacemaker,
             state.patient,
@@ -257,56 +341,116 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
         )
 
         heart_rate = pacemaker.heart_rate_bpm(heart)
-        hrv = pacemaker.heart_rate_variability_ms(heart)
-        hr_error = jnp.abs(heart_rate - params.target_heart_rate_bpm)
-        in_band = hr_error < params.hr_tolerance_bpm
-        reward = (
-            -HR_ERROR_WEIGHT * hr_error
-            - HRV_ERROR_WEIGHT * jnp.abs(hrv - params.target_hrv_ms)
-            + jnp.where(in_band, IN_BAND_BONUS, 0.0)
-            - ENERGY_WEIGHT * counts.energy_v2
-        )
+        change = reprogramming_size(state.lower_rate_bpm, state.amplitude_v, lower_rate, amplitude)
+        reward, costs = step_reward(counts, heart_rate, state.symptomatic_rate_bpm, change)
 
         state = state.replace(
             pacemaker=heart,
+            threshold_log_drift=threshold_drift,
             sinus_adequate=adequate,
             sinus_level_bpm=level,
             sinus_drift_bpm=drift,
             counts=counts,
+            total_captures=state.total_captures + counts.captures,
+            total_sensed=state.total_sensed + counts.sensed,
+            total_lost=state.total_lost + counts.lost,
             lower_rate_bpm=lower_rate,
             amplitude_v=amplitude,
             time=state.time + 1,
         )
         info = {
             "heart_rate": heart_rate,
-            "hr_error": hr_error,
-            "hrv": hrv,
             "sinus_rate_bpm": sinus_rate,
             "capture_threshold_v": threshold,
             "paces": counts.paces,
             "captures": counts.captures,
-            "energy_v2": counts.energy_v2,
+            "sensed": counts.sensed,
+            "lost_captures": counts.lost,
+            "energy_uj": counts.energy_uj,
+            "pause_ms": counts.pause_ms,
+            "longest_interval_ms": counts.longest_interval_ms,
+            **{f"cost_{name}": value for name, value in costs.items()},
         }
         return self.get_obs(state, params, key_obs), state, reward, jnp.array(False), info
 
+    def clinical_summary(self, trajectory: Any, params: EnvParams) -> dict[str, jax.Array]:
+        """What a recorded policy did, per episode, in a device clinic's terms.
+
+        ``trajectory`` is a :class:`cardiosim_jax.rollout.Trajectory` (leading
+        batch axis allowed). Returns the pacing burden (% of ventricular beats
+        paced), the mean programmed lower rate (bpm), the capture margin (mean
+        programmed amplitude over the true mean threshold), the share of pulses
+        that failed to capture (%), the longest pause (s), the mean heart rate
+        (bpm) and the number of steps that changed the programming after the first.
+        """
+        valid = trajectory.valid
+        steps = jnp.maximum(jnp.sum(valid, axis=-1), 1)
+
+        def total(name: str) -> jax.Array:
+            return jnp.sum(jnp.where(valid, trajectory.info[name], 0.0), axis=-1)
+
+        def mean(values: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.where(valid, values, 0.0), axis=-1) / steps
+
+        state = trajectory.state
+        beats = jnp.maximum(total("captures") + total("sensed"), 1.0)
+        previous = jnp.concatenate(
+            [
+                jnp.stack([state.lower_rate_bpm[..., :1], state.amplitude_v[..., :1]], -1),
+                jnp.stack([state.lower_rate_bpm[..., :-1], state.amplitude_v[..., :-1]], -1),
+            ],
+            axis=-2,
+        )
+        programmed = jnp.stack([state.lower_rate_bpm, state.amplitude_v], -1)
+        changed = valid & jnp.any(programmed != previous, axis=-1)
+        return {
+            "pacing_burden_pct": 100.0 * total("captures") / beats,
+            "lower_rate_bpm": mean(state.lower_rate_bpm),
+            "capture_margin": mean(state.amplitude_v)
+            / mean(trajectory.info["capture_threshold_v"]),
+            "lost_capture_pct": 100.0 * total("lost_captures") / jnp.maximum(total("paces"), 1.0),
+            "longest_pause_s": jnp.max(
+                jnp.where(valid, trajectory.info["longest_interval_ms"], 0.0), axis=-1
+            )
+            / 1000.0,
+            "heart_rate_bpm": mean(trajectory.info["heart_rate"]),
+            "reprogramming_steps": jnp.sum(changed, axis=-1),
+        }
+
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        key_patient, key_obs = prng.split(key)
+        key_patient, key_obs, key_va, key_threshold = prng.split(key, 4)
         drawn = self._draw_patient(key_patient, params)
+        # Retrograde conduction is a property of the patient: present or absent.
+        has_va = prng.uniform(key_va) < params.va_conduction_prevalence
         patient = params.heart.replace(
-            **{name: drawn[name] for name in PATIENT_VARIABILITY if name in _HEART_FIELDS}
+            **{name: drawn[name] for name in PATIENT_VARIABILITY if name in _HEART_FIELDS},
+            retrograde_conduction_prob=jnp.where(
+                has_va, params.heart.retrograde_conduction_prob, 0.0
+            ),
         )
         brady_rate = drawn["sinus_rate_bpm"]
         adequate_rate = jnp.maximum(drawn["adequate_sinus_rate_bpm"], brady_rate)
+        # The slow threshold fluctuation starts from its stationary distribution; the
+        # follow-up threshold test measures today's threshold in 0.25 V decrements.
+        threshold_drift = params.threshold_drift_cv * prng.normal(key_threshold)
+        threshold_now = pacemaker.capture_threshold_v(patient, 0.0) * jnp.exp(threshold_drift)
+        measured = THRESHOLD_TEST_STEP_V * jnp.ceil(threshold_now / THRESHOLD_TEST_STEP_V)
         zero = jnp.zeros((), jnp.float32)
         state = EnvState(
             pacemaker=pacemaker.initial_state(brady_rate),
             patient=patient,
             bradycardic_rate_bpm=brady_rate,
             adequate_rate_bpm=adequate_rate,
+            symptomatic_rate_bpm=drawn["symptomatic_rate_bpm"],
+            measured_threshold_v=jnp.minimum(measured, MAX_MEASURED_THRESHOLD_V),
+            threshold_log_drift=threshold_drift,
             sinus_adequate=jnp.array(False),  # every patient presents bradycardic
             sinus_level_bpm=brady_rate,
             sinus_drift_bpm=zero,
-            counts=pacemaker.PacingCounts(paces=zero, captures=zero, sensed=zero, energy_v2=zero),
+            counts=pacemaker.zero_counts(),
+            total_captures=zero,
+            total_sensed=zero,
+            total_lost=zero,
             lower_rate_bpm=jnp.asarray(NOMINAL_LOWER_RATE_BPM, jnp.float32),
             amplitude_v=jnp.asarray(NOMINAL_AMPLITUDE_V, jnp.float32),
             time=jnp.zeros((), jnp.int32),
@@ -315,26 +459,25 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         heart_rate = pacemaker.heart_rate_bpm(state.pacemaker)
-        hrv = pacemaker.heart_rate_variability_ms(state.pacemaker)
         if key is not None:
-            noise = prng.normal(key, (2,))
-            heart_rate = heart_rate * (1.0 + params.observation_noise_std * noise[0])
-            hrv = hrv * (1.0 + params.observation_noise_std * noise[1])
+            heart_rate = heart_rate * (1.0 + params.observation_noise_std * prng.normal(key))
         heart_rate = jnp.clip(heart_rate, 0.0, MAX_HEART_RATE_BPM)
-        hrv = jnp.clip(hrv, 0.0, MAX_HRV_MS)
         counts = state.counts
+        beats = state.total_captures + state.total_sensed
+        percent_paced = 100.0 * state.total_captures / jnp.maximum(beats, 1.0)
         return stack_last(
             [
-                params.target_heart_rate_bpm,
                 heart_rate,
-                heart_rate - params.target_heart_rate_bpm,
-                hrv,
                 counts.paces,
                 counts.captures,
                 counts.sensed,
                 state.pacemaker.since_beat_ms,
+                counts.longest_interval_ms,
+                percent_paced,
+                state.measured_threshold_v,
                 state.lower_rate_bpm,
                 state.amplitude_v,
+                state.total_lost,
             ]
         )
 
@@ -352,28 +495,24 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Bounds every reachable observation satisfies."""
-        # The target entry is bounded by the target's accepted range, not pinned to its
-        # value: a Box with equal bounds is degenerate (Gymnasium's checker warns).
-        target = params.target_heart_rate_bpm
-        target_range = self.parameter_ranges["target_heart_rate_bpm"]
-        low = stack_last(
-            [target_range.low, 0.0, -target, 0.0, 0.0, 0.0, 0.0, 0.0, LOWER_RATE_LIMITS[0], 0.0]
-        )
+        max_lost = MAX_EVENTS * jnp.asarray(params.max_steps_in_episode, jnp.float32)
+        low = stack_last([0.0] * 8 + [LOWER_RATE_LIMITS[0], 0.0, 0.0])
         high = stack_last(
             [
-                target_range.high,
                 MAX_HEART_RATE_BPM,
-                MAX_HEART_RATE_BPM - target,
-                MAX_HRV_MS,
                 MAX_EVENTS,
                 MAX_EVENTS,
                 MAX_EVENTS,
                 pacemaker.MAX_SINCE_BEAT_MS,
+                pacemaker.MAX_SINCE_BEAT_MS,
+                100.0,
+                MAX_MEASURED_THRESHOLD_V,
                 LOWER_RATE_LIMITS[1],
                 AMPLITUDE_LIMITS[1],
+                max_lost,
             ]
         )
-        return spaces.Box(low=low, high=high, shape=(10,), dtype=jnp.float32)
+        return spaces.Box(low=low, high=high, shape=(11,), dtype=jnp.float32)
 
     @staticmethod
     def _draw_patient(key: jax.Array, params: EnvParams) -> dict[str, jax.Array]:

@@ -6,7 +6,9 @@ Equations (Aliev & Panfilov 1996, single cell, no diffusion):
     dv/dt = (epsilon_0 + mu_1 v / (u + mu_2)) (-v - k u (u - a - 1))
 
 ``u`` is the normalised transmembrane potential (0 = rest, 1 = peak), ``v`` the
-recovery variable; time in model units (CardioSim calls them ms). As in
+recovery variable. The model is dimensionless: time is in model units (CardioSim
+calls them ms, but they are not; v1 maps 1 unit to 12.9 ms, Aliev & Panfilov 1996),
+so ``epsilon_0`` is a rate per model time unit. As in
 CardioSim 0.1.0, every RK4 step (dt = 0.1) is followed by clamping u to
 [-0.1, 1.5] and v to [-0.1, 20], and only then by optional Gaussian noise on u,
 so u can leave its clamp range by the noise.
@@ -33,7 +35,9 @@ V_CLAMP = (-0.1, 20.0)
 PARAMETER_RANGES: dict[str, ParameterRange] = {
     "k": ParameterRange(4.0, 12.0, "dimensionless", "Aliev & Panfilov, 1996"),
     "a": ParameterRange(0.05, 0.2, "dimensionless", "Aliev & Panfilov, 1996"),
-    "epsilon_0": ParameterRange(0.001, 0.01, "1/ms", "Aliev & Panfilov, 1996"),
+    "epsilon_0": ParameterRange(
+        0.001, 0.01, "1/model time unit", "Aliev & Panfilov, 1996 (dimensionless model)"
+    ),
     "mu_1": ParameterRange(0.1, 0.3, "dimensionless", "Aliev & Panfilov, 1996"),
     "mu_2": ParameterRange(0.2, 0.4, "dimensionless", "Aliev & Panfilov, 1996"),
 }
@@ -41,7 +45,7 @@ PARAMETER_RANGES: dict[str, ParameterRange] = {
 
 @struct.dataclass
 class AlievPanfilovParams:
-    """AP tissue parameters (``epsilon_0`` in 1/ms, the rest dimensionless)."""
+    """AP tissue parameters (dimensionless; ``epsilon_0`` is a rate per model time unit)."""
 
     k: jax.Array = 8.0
     a: jax.Array = 0.15

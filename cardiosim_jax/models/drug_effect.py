@@ -5,12 +5,14 @@ Two excitable FitzHugh-Nagumo (FHN) cells (FitzHugh 1961's canonical
 
 * an **ectopic focus** with a depolarising drive current ``I`` above its Hopf
   threshold, so it fires spontaneously (automatic ectopy). The drug's
-  antiarrhythmic effect ``E_aa = C / (C + EC50_aa)`` raises the focus's
-  excitation threshold, ``a_focus = a + max_threshold_shift * E_aa``; the Hopf
-  current rises by ``max_threshold_shift * E_aa / b``, so firing stops once
+  class III effect comes from the same IKr block
+  ``B = C / (C + IC50_IKr)`` that prolongs the QT: block lengthens the
+  focus's refractoriness, modelled as a raised
+  excitation threshold, ``a_focus = a + max_threshold_shift * B``; the Hopf
+  current rises by ``max_threshold_shift * B / b``, so firing stops once
   ``C`` exceeds a drive-dependent effective concentration;
-* a **ventricular myocyte** given one suprathreshold stimulus per window; IKr
-  block ``B = C / (C + IC50_IKr)`` slows its recovery,
+* a **ventricular myocyte** given one suprathreshold stimulus per window; the
+  same block ``B`` slows its recovery,
   ``tau_v = ventricle_tau * (1 + max_repolarisation_slowing * B)``, which
   lengthens the action potential. Its duration above a repolarisation
   threshold, times ``ms_per_model_unit``, is the QTc readout. The beat starts
@@ -69,14 +71,14 @@ PARAMETER_RANGES: dict[str, ParameterRange] = {
     "focus_drive": ParameterRange(
         0.35, 0.8, "dimensionless", "FitzHugh 1961: oscillation above the Hopf current ~0.39"
     ),
-    "antiarrhythmic_ec50_mg_per_l": ParameterRange(
-        0.3, 5.0, "mg/L", "sotalol plasma levels 0.5-4 mg/L, Hanyok 1993 Am J Cardiol"
-    ),
     "max_threshold_shift": ParameterRange(
-        0.0, 0.5, "dimensionless (FHN a)", "calibration: suppression at 1-3 mg/L"
+        0.0, 4.0, "dimensionless (FHN a)", "calibration: suppression at 0.5-1 mg/L (IKr-tied)"
     ),
     "ikr_ic50_mg_per_l": ParameterRange(
-        3.0, 40.0, "mg/L", "calibration: apparent in vivo IKr IC50; Hohnloser & Woosley 1994 NEJM"
+        3.0,
+        40.0,
+        "mg/L",
+        "calibration: apparent in vivo IKr IC50 (efficacy and QT); Hohnloser & Woosley 1994",
     ),
     "max_repolarisation_slowing": ParameterRange(
         0.0, 2.0, "relative", "calibration: dose-dependent QTc rise, Hohnloser & Woosley 1994 NEJM"
@@ -102,9 +104,8 @@ class DrugEffectParams:
     focus_tau: jax.Array = 5.0  # focus recovery time constant (model units)
     ventricle_tau: jax.Array = 12.5  # myocyte recovery time constant without drug (model units)
     focus_drive: jax.Array = 0.55  # focus depolarising current at neutral tone
-    antiarrhythmic_ec50_mg_per_l: jax.Array = 2.0  # C for half the threshold shift
-    max_threshold_shift: jax.Array = 0.35  # increase of the focus's a at full effect
-    ikr_ic50_mg_per_l: jax.Array = 10.0  # C for half-maximal IKr block
+    max_threshold_shift: jax.Array = 2.3  # increase of the focus's a at full IKr block
+    ikr_ic50_mg_per_l: jax.Array = 10.0  # C for half-maximal IKr block (both effects)
     max_repolarisation_slowing: jax.Array = 1.0  # relative tau increase at full IKr block
     beta_ec50_mg_per_l: jax.Array = 0.8  # C for half-maximal beta-blockade
     max_heart_rate_reduction: jax.Array = 0.2  # fractional sinus-rate reduction at full blockade
@@ -131,8 +132,12 @@ def _emax(concentration: jax.Array, ec50: jax.Array) -> jax.Array:
 
 
 def antiarrhythmic_effect(concentration: jax.Array, params: DrugEffectParams) -> jax.Array:
-    """Fraction (0..1) of the maximal threshold shift at plasma concentration ``C`` (mg/L)."""
-    return _emax(concentration, params.antiarrhythmic_ec50_mg_per_l)
+    """Fraction (0..1) of the maximal threshold shift at plasma concentration ``C`` (mg/L).
+
+    For a class III drug this is the IKr block itself: efficacy and QT
+    prolongation share one mechanism and one IC50 (Hohnloser & Woosley 1994).
+    """
+    return ikr_block(concentration, params)
 
 
 def ikr_block(concentration: jax.Array, params: DrugEffectParams) -> jax.Array:

@@ -6,9 +6,11 @@ Equations (the form CardioSim 0.1.0 integrates; the paper writes epsilon = 1/tau
     dw/dt = (v + a - b * w) / tau
 
 ``v`` is a dimensionless membrane-voltage analogue (about -2.2 to 2.2 in use),
-``w`` the slow recovery variable; time is in model units (CardioSim calls them
-ms). CardioSim integrates it with RK4 at dt = 0.05 and adds optional Gaussian
-noise to ``v`` after every step.
+``w`` the slow recovery variable. The model is dimensionless, time included:
+CardioSim's docs call a time unit "ms", but nothing in the equations fixes a
+scale, and each use calibrates its own (v1 dosing maps 33.5 ms to one unit, so
+that the drug-free QTc is physiological). CardioSim integrates it with RK4 at
+dt = 0.05 and adds optional Gaussian noise to ``v`` after every step.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DT = 0.05
 PARAMETER_RANGES: dict[str, ParameterRange] = {
     "a": ParameterRange(0.05, 0.5, "dimensionless", "FitzHugh, 1961"),
     "b": ParameterRange(0.1, 1.5, "dimensionless", "FitzHugh, 1961"),
-    "tau": ParameterRange(5.0, 25.0, "model time units (ms in CardioSim)", "FitzHugh, 1961"),
+    "tau": ParameterRange(5.0, 25.0, "dimensionless (model time units)", "FitzHugh, 1961"),
 }
 
 #: Accepted stimulus currents I_ext (dimensionless).

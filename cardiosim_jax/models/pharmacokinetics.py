@@ -113,3 +113,44 @@ def is_subtherapeutic(concentration: jax.Array, params: PharmacokineticParams) -
 
 def is_toxic(concentration: jax.Array, params: PharmacokineticParams) -> jax.Array:
     return concentration >= params.toxic_threshold
+
+
+# ---------------------------------------------------------------- renal clearance (v1)
+#
+# Sotalol is not metabolised: it leaves the body almost entirely unchanged in
+# the urine, so its clearance follows creatinine clearance (Berglund 1980;
+# Hanyok 1993). The v1 dosing environment derives elimination from clearance
+# and volume instead of fixing a half-life, so renal impairment lengthens the
+# half-life as it does in patients. v0 does not use these functions.
+
+#: mL/min -> L/h.
+ML_PER_MIN_TO_L_PER_H = 60.0 / 1000.0
+
+
+def renal_drug_clearance_l_per_h(
+    creatinine_clearance_ml_per_min: jax.Array,
+    renal_clearance_ratio: jax.Array,
+    nonrenal_clearance_ml_per_min: jax.Array,
+) -> jax.Array:
+    """Total drug clearance (L/h) of a renally cleared drug.
+
+    ``CL = ratio * CrCl + CL_nonrenal`` (both in mL/min, converted to L/h):
+    the renal part proportional to creatinine clearance, the non-renal part the
+    residual clearance that sets the anuric half-life. Negative inputs count as 0.
+    """
+    renal = jnp.maximum(renal_clearance_ratio, 0.0) * jnp.maximum(
+        creatinine_clearance_ml_per_min, 0.0
+    )
+    return (renal + jnp.maximum(nonrenal_clearance_ml_per_min, 0.0)) * ML_PER_MIN_TO_L_PER_H
+
+
+def elimination_rate_from_clearance(
+    clearance_l_per_h: jax.Array, volume_of_distribution_l_per_kg: jax.Array, body_weight: jax.Array
+) -> jax.Array:
+    """First-order elimination rate ``k_e = CL / V`` (1/h) of a one-compartment model."""
+    return clearance_l_per_h / (volume_of_distribution_l_per_kg * body_weight)
+
+
+def half_life_h(elimination_rate_per_h: jax.Array) -> jax.Array:
+    """Elimination half-life ``ln 2 / k_e`` (h)."""
+    return jnp.log(2.0) / elimination_rate_per_h

@@ -92,7 +92,9 @@ ECG_BOUND = N_CELLS * (ap.U_CLAMP[1] - ap.U_CLAMP[0])
 RING_PARAMETER_RANGES: dict[str, ParameterRange] = {
     "k": ParameterRange(4.0, 12.0, "dimensionless", "Aliev & Panfilov, 1996"),
     "a": ParameterRange(0.05, 0.2, "dimensionless", "Aliev & Panfilov, 1996"),
-    "epsilon_0": ParameterRange(0.001, 0.01, "1/ms", "Aliev & Panfilov, 1996"),
+    "epsilon_0": ParameterRange(
+        0.001, 0.01, "1/model time unit (12.9 ms)", "Aliev & Panfilov, 1996"
+    ),
     "mu_1": ParameterRange(0.1, 0.3, "dimensionless", "Aliev & Panfilov, 1996"),
     "mu_2": ParameterRange(0.2, 0.4, "dimensionless", "Aliev & Panfilov, 1996"),
     "diffusion": ParameterRange(
@@ -123,7 +125,7 @@ PARAMETER_RANGES: dict[str, ParameterRange] = {
         10.0, 60.0, "s", "coronary perfusion build-up in CPR, Paradis et al. 1990 JAMA"
     ),
     "cpr_quality": ParameterRange(
-        0.2, 1.0, "fraction of normal", "CPR flow 20-40 % of normal or more, Paradis et al. 1990"
+        0.1, 1.0, "fraction of normal", "CPR flow 20-40 % of normal or more, Paradis et al. 1990"
     ),
 }
 
@@ -160,7 +162,7 @@ class MyocardialParams:
     ischaemia_time_constant_s: jax.Array = 360.0  # e-folding of m without flow
     recovery_time_constant_s: jax.Array = 120.0  # recovery of m at full perfusion
     perfusion_time_constant_s: jax.Array = 30.0  # build-up / wash-out of perfusion
-    cpr_quality: jax.Array = 0.6  # perfusion CPR sustains (fraction of normal)
+    cpr_quality: jax.Array = 0.3  # coronary flow CPR sustains, fraction of normal (20-40 %)
 
 
 def validate(params: MyocardialParams, prefix: str = "") -> None:
