@@ -158,3 +158,29 @@ def test_guided_oracle_never_falls_below_its_guide(env_id, difficulty, guide_nam
     ours, theirs = np.asarray(ours.episode_return), np.asarray(theirs.episode_return)
     assert np.all(ours >= theirs - 1e-3 * (1.0 + np.abs(theirs))), (ours, theirs)
     assert np.any(ours > theirs + 1e-3), "the search never improved on the guide"
+
+
+def test_switch_gate_rejects_a_negative_threshold():
+    with pytest.raises(ValueError, match="switch_sds must be >= 0"):
+        oracle.MPCConfig(switch_sds=-1.0)
+
+
+@pytest.mark.parametrize("switch_sds, plays_guide", [(float("inf"), True), (0.0, False)])
+def test_switch_gate_keeps_the_guide_without_a_clear_paired_advantage(switch_sds, plays_guide):
+    """On sampled futures (no hindsight), an infinite gate replays the guide exactly (the
+    guide's own play replaces the search's choice at every step); without the gate the
+    search leaves the guide."""
+    steps, n = 10, 8
+    env, params = cardiosim_jax.make(
+        "DefibrillationTiming-v1", "medium", max_steps_in_episode=steps
+    )
+    guide, guide_params = always_shock, jnp.float32(360.0)
+    config = oracle.MPCConfig(
+        horizon=3, num_candidates=6, iterations=1, num_elites=2, noise_samples=4,
+        tail=steps, initial_std=0.3, switch_sds=switch_sds,
+    )  # fmt: skip
+    key = jax.random.PRNGKey(5)
+    ours = oracle.run_oracle_episodes(env, params, key, n, steps, config, None, guide, guide_params)
+    theirs = run_episodes(env, params, guide, guide_params, key, n, steps)
+    same = np.allclose(np.asarray(ours.episode_return), np.asarray(theirs.episode_return))
+    assert same == plays_guide

@@ -55,6 +55,11 @@ class MPCConfig:
     #: ``noise_samples`` draws: a clairvoyant planner, whose return bounds from
     #: above what any policy can expect (the perfect-information relaxation).
     hindsight: bool = struct.field(pytree_node=False, default=False)
+    #: With a guide and several futures: leave the guide's own play only for a sequence
+    #: whose mean advantage over it, paired on the shared futures, exceeds this many
+    #: standard errors (0: no gate). Where outcomes are rare chance events, the best of
+    #: many candidates on few futures is mostly the luckiest (the winner's curse).
+    switch_sds: float = struct.field(pytree_node=False, default=0.0)
     initial_std: float = 0.5
     min_std: float = 0.05
 
@@ -71,6 +76,8 @@ class MPCConfig:
     def __post_init__(self) -> None:
         if self.tail < 0:
             raise ValueError(f"MPCConfig.tail must be >= 0, got {self.tail}")
+        if not self.switch_sds >= 0.0:
+            raise ValueError(f"MPCConfig.switch_sds must be >= 0, got {self.switch_sds}")
         if self.hindsight and self.noise_samples != 1:
             raise ValueError(
                 f"MPCConfig.hindsight plans on the one true future: noise_samples must be 1, "
@@ -185,8 +192,8 @@ def mpc_action(
         )
     tail_actions = jnp.zeros((config.tail, env.num_actions), jnp.float32)
 
-    def score(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Mean return over the futures, and the actions played in the first one."""
+    def returns_on_futures(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The return on each future, and the actions played in the first one."""
         actions = jnp.concatenate([actions, tail_actions])
         follow = jnp.concatenate([follow, jnp.ones((config.tail,), bool)])
         returns, played = jax.vmap(
@@ -194,7 +201,12 @@ def mpc_action(
                 env, params, state, obs, actions, follow, keys, policy, policy_params
             )
         )(futures)
-        return jnp.mean(returns), played[0, : config.lookahead]
+        return returns, played[0, : config.lookahead]
+
+    def score(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean return over the futures, and the actions played in the first one."""
+        returns, played = returns_on_futures(actions, follow)
+        return jnp.mean(returns), played
 
     def iteration(carry: Any, iter_key: jax.Array) -> Any:
         mean, std, best_seq, best_score = carry
@@ -231,6 +243,14 @@ def mpc_action(
     (_, _, best_seq, _), _ = jax.lax.scan(
         iteration, init, jax.random.split(sample_key, config.iterations)
     )
+    if policy is not None and config.switch_sds > 0.0 and futures.shape[0] > 1:
+        no_guide = jnp.zeros((config.lookahead,), bool)
+        best_returns, _ = returns_on_futures(best_seq, no_guide)
+        guide_returns, guide_seq = returns_on_futures(best_seq, ~no_guide)
+        advantage = best_returns - guide_returns
+        standard_error = jnp.std(advantage, ddof=1) / jnp.sqrt(advantage.shape[0])
+        leave_guide = jnp.mean(advantage) > config.switch_sds * standard_error
+        best_seq = jnp.where(leave_guide, best_seq, guide_seq)
     return best_seq[0], best_seq
 
 

@@ -35,9 +35,7 @@ V_CLAMP = (-0.1, 20.0)
 PARAMETER_RANGES: dict[str, ParameterRange] = {
     "k": ParameterRange(4.0, 12.0, "dimensionless", "Aliev & Panfilov, 1996"),
     "a": ParameterRange(0.05, 0.2, "dimensionless", "Aliev & Panfilov, 1996"),
-    "epsilon_0": ParameterRange(
-        0.001, 0.01, "1/model time unit", "Aliev & Panfilov, 1996 (dimensionless model)"
-    ),
+    "epsilon_0": ParameterRange(0.001, 0.01, "1/model time unit", "Aliev & Panfilov, 1996"),
     "mu_1": ParameterRange(0.1, 0.3, "dimensionless", "Aliev & Panfilov, 1996"),
     "mu_2": ParameterRange(0.2, 0.4, "dimensionless", "Aliev & Panfilov, 1996"),
 }
