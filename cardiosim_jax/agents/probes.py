@@ -386,6 +386,26 @@ def judge(
     )
 
 
+def audit_returns(
+    env_id: str,
+    difficulties: Sequence[str] = ("easy", "medium", "hard"),
+    n_episodes: int = AUDIT_EPISODES,
+    key: jax.Array | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{tier: {probe: returns}}`` of every standard probe (one compilation for all tiers)."""
+    from cardiosim_jax.registration import make
+
+    key = jax.random.PRNGKey(20261128) if key is None else key
+    tiers = {difficulty: make(env_id, difficulty) for difficulty in difficulties}
+    max_steps = max(int(np.max(params.max_steps_in_episode)) for _, params in tiers.values())
+    return {
+        difficulty: probe_returns(
+            env, params, list(standard_probes(env, params)), key, n_episodes, max_steps
+        )
+        for difficulty, (env, params) in tiers.items()
+    }
+
+
 def audit(
     env_id: str,
     difficulties: Sequence[str] = ("easy", "medium", "hard"),
@@ -395,14 +415,6 @@ def audit(
     """Run every standard probe of ``env_id`` on each tier and judge it (one compilation)."""
     from cardiosim_jax.registration import make
 
-    key = jax.random.PRNGKey(20261128) if key is None else key
-    tiers = {difficulty: make(env_id, difficulty) for difficulty in difficulties}
-    env = next(iter(tiers.values()))[0]
-    max_steps = max(int(np.max(params.max_steps_in_episode)) for _, params in tiers.values())
-    harmful = tuple(getattr(env, "harmful_probes", ()))
-    results = []
-    for difficulty, (env, params) in tiers.items():
-        names = list(standard_probes(env, params))
-        returns = probe_returns(env, params, names, key, n_episodes, max_steps)
-        results.append(judge(env_id, difficulty, returns, harmful))
-    return results
+    harmful = tuple(getattr(make(env_id)[0], "harmful_probes", ()))
+    found = audit_returns(env_id, difficulties, n_episodes, key)
+    return [judge(env_id, difficulty, returns, harmful) for difficulty, returns in found.items()]
