@@ -50,11 +50,15 @@ TIERS = ("easy", "medium", "hard")
 #: accumulation over many hours; defibrillation: CPR building perfusion over minutes),
 #: then ``tail`` steps of the PPO guide score what each candidate leaves behind.
 MPC_CONFIGS = {
-    # Guided by PPO, which sits within a point of this oracle on medium (32 episodes:
-    # MPC - guide -0.4 [-1.0, 0.0]): one sampled future per candidate is noisy there.
+    # With one sampled future per candidate and no gate this search fell below its guide
+    # (32 episodes, MPC - guide -0.4 medium, -1.1 hard): capture and sinus switches are
+    # chance events. It now searches on 4 futures and leaves the guide only for an
+    # advantage of 2.5 standard errors on 16 fresh ones (hundreds of decisions per
+    # episode: a looser gate lets through false switches).
     "PacingControl-v1": oracle.MPCConfig(
-        horizon=8, action_repeat=2, num_candidates=128, iterations=4, num_elites=16,
-        noise_samples=1, tail=16, initial_std=0.1, min_std=0.02,
+        horizon=8, action_repeat=2, num_candidates=32, iterations=2, num_elites=8,
+        noise_samples=4, tail=16, initial_std=0.1, min_std=0.02, switch_sds=2.5,
+        validation_samples=16,
     ),
     # One step is a 12 h dosing decision and an episode 6 of them: the lookahead covers
     # the whole stay, so no guide tail is needed.
@@ -65,10 +69,13 @@ MPC_CONFIGS = {
     # Outcomes (termination, ROSC, PEA, asystole) are chance events worth ~100 each: with
     # 16 candidates x 2 iterations on 32 futures the search picked lucky candidates and
     # fell 15.3 below its guide (medium, 128 episodes), 8 candidates on 64 futures 5.3
-    # below; the guide is now left only for a paired advantage of 2 standard errors.
+    # below; gated at 2 standard errors on the same 64 futures, 0.4 / 0.9 below (medium /
+    # hard: the winner's curse survives a gate judged on the futures that chose); judged
+    # on 64 fresh futures, 1.2 below on medium (false switches among ~100 decisions per
+    # episode) and level on hard. The gate now asks for 3 standard errors on fresh futures.
     "DefibrillationTiming-v1": oracle.MPCConfig(
         horizon=6, action_repeat=2, num_candidates=8, iterations=1, num_elites=2,
-        noise_samples=64, tail=48, initial_std=0.3, switch_sds=2.0,
+        noise_samples=64, tail=48, initial_std=0.3, switch_sds=3.0, validation_samples=64,
     ),
 }  # fmt: skip
 #: The clairvoyant oracle: the same search on the episode's own future (one sample).
@@ -148,6 +155,24 @@ def render(results: dict) -> str:
                 f"| {' | '.join(key.split('/'))} | {cell['guide']['n_episodes']} | "
                 f"{fmt(cell['guide'])} | {' | '.join(gains)} |"
             )
+    ladder_rows = [ladder(key, cell) for key, cell in results["cells"].items()]
+    ladder_rows = [row for row in ladder_rows if row]
+    if ladder_rows:
+        lines += [
+            "",
+            "The ladder random < heuristic < PPO <= MPC oracle <= hindsight bound, each link "
+            "measured where it is precise: random, heuristic and PPO on their own 2,048 "
+            "episodes (first table); PPO (the mean of its seeds) <= its best seed, the guide, "
+            "on the same evaluation episodes; the guide <= the MPC oracle and the MPC oracle "
+            "<= the hindsight bound as paired differences on the oracles' episodes (second "
+            "table; the oracle columns of the first table are means over those few episodes, "
+            "not comparable with PPO's 2,048 to better than their CI).",
+            "",
+            "| Environment | Tier | Heuristic - random | PPO - heuristic | Guide - PPO | "
+            "MPC - guide | Hindsight - MPC | Ladder |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+            *ladder_rows,
+        ]
     cohort_rows = [(k, c["cohort"]) for k, c in results["cells"].items() if "cohort" in c]
     if cohort_rows:
         lines += [
@@ -164,6 +189,26 @@ def render(results: dict) -> str:
                 f"| {fmt(cohort.get('ppo'))} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def ladder(key: str, cell: dict) -> str | None:
+    """One row of the ladder table: each link's margin, and whether every link holds."""
+    if not all(name in cell for name in ("ppo", "guide", "oracle", "hindsight")):
+        return None
+    links = [
+        cell["heuristic"]["mean"] - cell["random"]["mean"],
+        cell["ppo"]["mean"] - cell["heuristic"]["mean"],
+        max(cell["ppo"]["seed_means"]) - cell["ppo"]["mean"],
+        cell["oracle"]["gain_over_guide"]["mean"],
+        cell["hindsight"]["mean"] - cell["oracle"]["mean"],
+    ]
+    strict = links[:2]  # random < heuristic < PPO; the oracle links may tie
+    holds = all(x > 0 for x in strict) and all(x >= 0 for x in links[2:])
+    return (
+        f"| {' | '.join(key.split('/'))} | "
+        + " | ".join(f"{x:,.1f}" for x in links)
+        + f" | {'holds' if holds else 'fails'} |"
+    )
 
 
 def cohort_returns(env, policy, policy_params, n_seeds: int | None = None) -> dict:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from cardiosim_jax.registration import make, registered_envs
+import gymnax
+
+from cardiosim_jax.registration import gymnax_factory, make, registered_envs
 
 __version__ = "0.1.0"
 
@@ -46,4 +48,22 @@ def _register_gymnasium_envs() -> tuple[str, ...]:
     return tuple(ids)
 
 
+def _register_gymnax_envs() -> tuple[str, ...]:
+    """Register every id with gymnax's registry (``gymnax.make``); idempotent.
+
+    So that code which names its env by string finds ours: ``gymnax.make(id)``,
+    gymnax's ``RolloutWrapper(env_name=id)``, rejax's ``PPO.create(env=id)``.
+    The ids are the bare JAX ids: rejax reads a ``"prefix/"`` as another
+    library's namespace. Ids already registered (a re-import or reload) are skipped.
+
+    Returns:
+        The gymnax ids.
+    """
+    for name in registered_envs:
+        if name not in gymnax.registered_envs:
+            gymnax.register(name, gymnax_factory(name))
+    return registered_envs
+
+
 _register_gymnasium_envs()
+_register_gymnax_envs()

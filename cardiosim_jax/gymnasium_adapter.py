@@ -41,12 +41,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 import cardiosim_jax
-from cardiosim_jax.envs.base import CardioSimEnvironment
+from cardiosim_jax.envs.base import CardioSimEnvironment, rescale_action
 
 __all__ = [
     "GYMNASIUM_NAMESPACE",
     "CardioSimGymnasiumEnv",
     "CardioSimVectorEnv",
+    "UnsupportedRenderModeError",
     "episode_key_from_rng",
     "register_gymnasium_envs",
 ]
@@ -56,7 +57,7 @@ GYMNASIUM_NAMESPACE = "cardiosim_jax"
 
 
 def register_gymnasium_envs() -> tuple[str, ...]:
-    """Register the three ``cardiosim_jax/...`` ids with Gymnasium (idempotent).
+    """Register ``cardiosim_jax/<id>`` for every registered id with Gymnasium (idempotent).
 
     Importing :mod:`cardiosim_jax` already calls this; ids that are already
     registered are left alone, so calling it again never warns.
@@ -202,9 +203,7 @@ def _vector_info(
 def _to_physical(env: CardioSimEnvironment, params: Any, action: jax.Array) -> jax.Array:
     """Map a normalized action in [-1, 1] affinely onto the env's action bounds (no clipping)."""
     space = env.action_space(params)
-    low = jnp.asarray(space.low, jnp.float32)
-    high = jnp.asarray(space.high, jnp.float32)
-    return low + (action + 1.0) * 0.5 * (high - low)
+    return rescale_action(action, space.low, space.high)
 
 
 def _reset_one(
@@ -355,9 +354,21 @@ def _check_no_options(options: dict[str, Any] | None, allowed: Sequence[str] = (
         raise ValueError(f"unsupported reset options {unknown}; accepted: {list(allowed)}")
 
 
+class UnsupportedRenderModeError(ValueError, TypeError):
+    """A ``render_mode`` other than ``None``: these environments do not render.
+
+    A ``TypeError`` as well as a ``ValueError``: Stable-Baselines3's
+    ``make_vec_env`` asks every env for ``render_mode="rgb_array"`` and retries
+    without it only on ``TypeError`` (as for an env whose constructor has no
+    such argument), so its defaults work unchanged.
+    """
+
+
 def _check_render_mode(render_mode: str | None) -> None:
     if render_mode is not None:
-        raise ValueError(f"render_mode={render_mode!r} is not supported (no render modes)")
+        raise UnsupportedRenderModeError(
+            f"render_mode={render_mode!r} is not supported; accepted: None (no render modes)"
+        )
 
 
 # --------------------------------------------------------------------------- single env
@@ -370,7 +381,8 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         env_id: any id of :data:`cardiosim_jax.registered_envs` (the v0 and v1
             environments; a ``"cardiosim_jax/"`` prefix is accepted).
         difficulty: ``"easy"``, ``"medium"`` or ``"hard"``.
-        render_mode: must be ``None`` (no rendering).
+        render_mode: must be ``None`` (no rendering); anything else raises
+            :class:`UnsupportedRenderModeError`.
         normalize_actions: action space ``Box(-1, 1)`` mapped onto the env's
             bounds (default), or the env's physical bounds when ``False``.
         **overrides: JAX env parameters, as for :func:`cardiosim_jax.make`
@@ -378,9 +390,11 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     Raises:
         ValueError: unknown id, tier or parameter, a value out of range, a
-            population (array-valued) override, or a render mode.
+            population (array-valued) override, or a render mode
+            (:class:`UnsupportedRenderModeError`, also a ``TypeError``).
 
-    Observations are float32 arrays of shape ``(6,)`` within
+    Observations are float32 arrays of the JAX env's observation shape
+    (``(6,)`` for v0, ``(11,)``/``(11,)``/``(10,)`` for pacing/dosing/defibrillation v1) within
     ``observation_space`` (the JAX env's bounds for this tier and overrides);
     ``reward`` is a float; ``terminated`` is the env's own end (successful
     defibrillation, toxic concentration) and ``truncated`` the episode length
@@ -447,7 +461,7 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode: ``(obs (6,) float32, {})``.
+        """Start an episode: ``(obs float32, {})``.
 
         ``seed`` reseeds ``np_random`` (same seed -> same episode for the same
         actions); ``None`` continues its stream. No options are accepted.
@@ -485,7 +499,7 @@ class CardioSimVectorEnv(VectorEnv):
 
     Returns exactly what ``gymnasium.vector.SyncVectorEnv`` over
     :class:`CardioSimGymnasiumEnv` sub-envs returns, at a fraction of the cost:
-    observations ``(N, 6)`` float32, rewards ``(N,)`` float64, terminations and
+    observations ``(N, *obs_shape)`` float32, rewards ``(N,)`` float64, terminations and
     truncations ``(N,)`` bool, and infos as arrays with ``_key`` masks.
 
     Autoreset (``metadata["autoreset_mode"]``):
@@ -518,7 +532,7 @@ class CardioSimVectorEnv(VectorEnv):
         num_envs: number of sub-envs (patients), >= 1.
         difficulty: ``"easy"``, ``"medium"`` or ``"hard"``.
         autoreset_mode: an ``AutoresetMode`` or its value string.
-        render_mode: must be ``None``.
+        render_mode: must be ``None`` (as for :class:`CardioSimGymnasiumEnv`).
         normalize_actions: as for :class:`CardioSimGymnasiumEnv`.
         **overrides: JAX env parameters; arrays of shape ``(num_envs,)`` give
             every sub-env its own value (a population). ``observation_space``
@@ -660,7 +674,7 @@ class CardioSimVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all sub-envs, or those in ``options["reset_mask"]`` (bool array (N,)).
 
-        Returns ``(obs (N, 6) float32, {})``; with a mask the other rows repeat
+        Returns ``(obs (N, *obs_shape) float32, {})``; with a mask the other rows repeat
         their current observation.
         """
         _check_no_options(options, ("reset_mask",))
@@ -720,7 +734,7 @@ class CardioSimVectorEnv(VectorEnv):
             actions: ``(num_envs, *action_shape)``, anything ``np.asarray`` takes.
 
         Returns:
-            ``(obs (N, 6) float32, rewards (N,) float64, terminations (N,) bool,
+            ``(obs (N, *obs_shape) float32, rewards (N,) float64, terminations (N,) bool,
             truncations (N,) bool, infos)``.
         """
         if self._states is None:

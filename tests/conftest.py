@@ -17,7 +17,34 @@ import jax
 import numpy as np
 import pytest
 
-import cardiosim_jax
+
+def _share_compiled_programs() -> None:
+    """Persistent XLA cache for this run only, shared by the xdist workers.
+
+    Compilation dominates the suite's time, and the workers (and tests that build
+    equal programs through different ``jit`` wrappers) would compile the same
+    programs again. The first process to import this file (the xdist controller,
+    or the only process) makes the directory, hands it to the workers through the
+    environment and removes it at exit. Must run before anything compiles.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    variable = "CARDIOSIM_TEST_XLA_CACHE"
+    path = os.environ.get(variable)
+    if path is None:
+        path = tempfile.mkdtemp(prefix="cardiosim-jax-xla-cache-")
+        os.environ[variable] = path
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    # Cache small programs too: a few hundred ms each, and there are many.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_share_compiled_programs()
+
+import cardiosim_jax  # noqa: E402  (after the cache is set: importing it compiles)
 
 #: (env id, reference module, reference class) for cross-checks against cardiosim 0.1.0.
 REFERENCE_ENVS = {

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import env_rollout, random_actions
 
+from cardiosim_jax.agents import random_policy, random_policy_params
 from cardiosim_jax.agents.dosing_v1 import HeuristicDosingV1Params, heuristic_dosing_v1_policy
 from cardiosim_jax.envs import antiarrhythmic_dosing_v1 as v1
 from cardiosim_jax.models import drug_effect as de
@@ -321,21 +322,29 @@ def test_heuristic_follows_the_label_interval_and_withholds_at_high_qtc():
     assert act(obs) == 40.0  # near the warning zone: one tablet step down
 
 
+def _heuristic_random_or_never(policy_params, obs, key):
+    """One policy for one compilation: mode 0 the heuristic, 1 uniform random, 2 no dose."""
+    rule, bounds, mode = policy_params
+    heuristic = heuristic_dosing_v1_policy(rule, obs, key)
+    uniform = random_policy(bounds, obs, key)
+    return jnp.select([mode == 0, mode == 1], [heuristic, uniform], jnp.zeros((1,), jnp.float32))
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_heuristic_beats_random_and_never_treating(tier):
     params = ENV.params_for(tier)
     key = jax.random.PRNGKey(0)
     n = 16
+    bounds = random_policy_params(ENV, params)
 
-    def returns(policy, policy_params):
+    def returns(mode):
+        policy_params = (HeuristicDosingV1Params(), bounds, jnp.int32(mode))
         return np.asarray(
-            run_episodes(ENV, params, policy, policy_params, key, n, DECISIONS).episode_return
+            run_episodes(
+                ENV, params, _heuristic_random_or_never, policy_params, key, n, DECISIONS
+            ).episode_return
         )
 
-    from cardiosim_jax.agents import random_policy, random_policy_params
-
-    heuristic = returns(heuristic_dosing_v1_policy, HeuristicDosingV1Params())
-    rand = returns(random_policy, random_policy_params(ENV, params))
-    never = returns(lambda p, o, k: jnp.zeros((1,), jnp.float32), None)
+    heuristic, rand, never = returns(0), returns(1), returns(2)
     assert heuristic.mean() > rand.mean() + 15.0
     assert heuristic.mean() > never.mean() + 60.0

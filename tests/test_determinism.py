@@ -25,12 +25,13 @@ def assert_trees_close(a, b, rtol=1e-6, atol=1e-6):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-def python_loop(env, params, key, actions):
-    """The same trajectory as ``env_rollout``, stepping one call at a time."""
+def python_loop(env, params, key, actions, n_steps):
+    """The first ``n_steps`` of ``env_rollout``'s trajectory, stepping one call at a time."""
     reset_key, loop_key = jax.random.split(key)
     obs0, state = env.reset(reset_key, params)
     records = []
-    for step_key, action in zip(jax.random.split(loop_key, actions.shape[0]), actions, strict=True):
+    step_keys = jax.random.split(loop_key, actions.shape[0])  # as env_rollout splits them
+    for step_key, action in zip(step_keys[:n_steps], actions[:n_steps], strict=True):
         obs, state, reward, terminated, truncated, _ = env.step(step_key, state, action, params)
         records.append((obs, reward, terminated, truncated, state))
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *records)
@@ -88,12 +89,13 @@ def test_vmapped_step_equals_individual_step_calls(env_id):
 
 def test_jit_equals_no_jit(env_id):
     env, params = cardiosim_jax.make(env_id, "medium")
-    n = 8
-    actions = random_actions(env, params, jax.random.PRNGKey(2), n)
+    n = 8  # eager steps; the jitted side is the N_STEPS rollout the other tests compile
+    actions = random_actions(env, params, jax.random.PRNGKey(2), N_STEPS)
     key = jax.random.PRNGKey(9)
     jitted = env_rollout(env, params, key, actions)
+    jitted = (jitted[0], jax.tree.map(lambda x: x[:n], jitted[1]))
     with jax.disable_jit():
-        eager = python_loop(env, params, key, actions)
+        eager = python_loop(env, params, key, actions, n)
     np.testing.assert_allclose(np.asarray(eager[0]), np.asarray(jitted[0]), rtol=1e-5, atol=1e-6)
     obs, rewards, terminated, truncated, states = eager[1]
     np.testing.assert_allclose(np.asarray(obs), np.asarray(jitted[1][0]), rtol=1e-5, atol=1e-5)

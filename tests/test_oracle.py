@@ -165,11 +165,23 @@ def test_switch_gate_rejects_a_negative_threshold():
         oracle.MPCConfig(switch_sds=-1.0)
 
 
-@pytest.mark.parametrize("switch_sds, plays_guide", [(float("inf"), True), (0.0, False)])
-def test_switch_gate_keeps_the_guide_without_a_clear_paired_advantage(switch_sds, plays_guide):
+@pytest.mark.parametrize("samples", [-1, 1])
+def test_validation_needs_at_least_two_futures(samples):
+    with pytest.raises(ValueError, match="validation_samples must be 0 or >= 2"):
+        oracle.MPCConfig(validation_samples=samples)
+
+
+@pytest.mark.parametrize(
+    "switch_sds, validation_samples, plays_guide",
+    [(float("inf"), 0, True), (0.0, 0, False), (float("inf"), 4, True), (1e-6, 4, False)],
+)
+def test_switch_gate_keeps_the_guide_without_a_clear_paired_advantage(
+    switch_sds, validation_samples, plays_guide
+):
     """On sampled futures (no hindsight), an infinite gate replays the guide exactly (the
-    guide's own play replaces the search's choice at every step); without the gate the
-    search leaves the guide."""
+    guide's own play replaces the search's choice at every step), whether it judges on
+    the search's futures or on fresh ones; without the gate, or with a gate any
+    advantage on fresh futures opens, the search leaves the guide."""
     steps, n = 10, 8
     env, params = cardiosim_jax.make(
         "DefibrillationTiming-v1", "medium", max_steps_in_episode=steps
@@ -178,6 +190,7 @@ def test_switch_gate_keeps_the_guide_without_a_clear_paired_advantage(switch_sds
     config = oracle.MPCConfig(
         horizon=3, num_candidates=6, iterations=1, num_elites=2, noise_samples=4,
         tail=steps, initial_std=0.3, switch_sds=switch_sds,
+        validation_samples=validation_samples,
     )  # fmt: skip
     key = jax.random.PRNGKey(5)
     ours = oracle.run_oracle_episodes(env, params, key, n, steps, config, None, guide, guide_params)

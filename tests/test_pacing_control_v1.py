@@ -13,6 +13,7 @@ from cardiosim_jax.agents.pacing_v1 import HeuristicPacingV1Params, heuristic_pa
 from cardiosim_jax.envs.pacing_control_v1 import (
     PATIENT_VARIABILITY,
     PacingControlV1,
+    programmed_setting,
     reprogramming_size,
     step_reward,
 )
@@ -286,24 +287,29 @@ def test_episode_truncates_at_tier_length():
     np.testing.assert_array_equal(np.flatnonzero(np.asarray(truncated)), [19, 39, 59])
 
 
+def _heuristic_random_or_never(policy_params, obs, key):
+    """One policy for one compilation: mode 0 the heuristic, 1 uniform random, 2 pacing off."""
+    rule, bounds, mode = policy_params
+    heuristic = heuristic_pacing_v1_policy(rule, obs, key)
+    uniform = random_policy(bounds, obs, key)
+    never = jnp.array(PacingControlV1.no_treatment_action, jnp.float32)
+    return jnp.select([mode == 0, mode == 1], [heuristic, uniform], never)
+
+
 @pytest.mark.parametrize("difficulty", TIERS)
 def test_heuristic_beats_random_and_never_pacing(difficulty):
     params = ENV.params_for(difficulty, max_steps_in_episode=SHORT)
     key = jax.random.PRNGKey(11)
-    random_stats = run_episodes(
-        ENV, params, random_policy, random_policy_params(ENV, params), key, 32, SHORT
-    )
-    heuristic_stats = run_episodes(
-        ENV, params, heuristic_pacing_v1_policy, HeuristicPacingV1Params(), key, 32, SHORT
-    )
-    never_stats = run_episodes(ENV, params, _never_pace, None, key, 32, SHORT)
-    heuristic_mean = float(heuristic_stats.episode_return.mean())
-    assert heuristic_mean > float(random_stats.episode_return.mean()) + 0.5 * SHORT
-    assert heuristic_mean > float(never_stats.episode_return.mean()) + 0.1 * SHORT
+    bounds = random_policy_params(ENV, params)
 
+    def mean_return(mode):
+        policy_params = (HeuristicPacingV1Params(), bounds, jnp.int32(mode))
+        stats = run_episodes(ENV, params, _heuristic_random_or_never, policy_params, key, 32, SHORT)
+        return float(stats.episode_return.mean())
 
-def _never_pace(policy_params, obs, key):
-    return jnp.array(PacingControlV1.no_treatment_action, jnp.float32)
+    heuristic_mean, random_mean, never_mean = mean_return(0), mean_return(1), mean_return(2)
+    assert heuristic_mean > random_mean + 0.5 * SHORT
+    assert heuristic_mean > never_mean + 0.1 * SHORT
 
 
 def _dithered_heuristic(policy_params, obs, key):
@@ -384,6 +390,38 @@ def test_reprogramming_size_is_the_change_in_fractions_of_the_ranges():
     assert float(reprogramming_size(60.0, 2.0, 69.0, 2.0)) == pytest.approx(0.1)
     assert float(reprogramming_size(60.0, 2.0, 60.0, 1.25)) == pytest.approx(0.1, rel=1e-5)
     assert float(reprogramming_size(30.0, 0.0, 120.0, 7.5)) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("requested", "grid_step", "expected"),
+    [
+        (60.4, 1.0, 60.0),
+        (59.6, 1.0, 60.0),
+        (64.6, 1.0, 65.0),
+        (2.04, 0.1, 2.0),
+        (2.26, 0.1, 2.3),
+        (0.0, 0.1, 0.0),  # output off is a grid value
+    ],
+)
+def test_programming_requests_are_rounded_to_the_device_grid(requested, grid_step, expected):
+    setting = programmed_setting(jnp.float32(requested), grid_step)
+    assert float(setting) == pytest.approx(expected, abs=1e-5)
+
+
+def test_sub_step_jitter_of_a_request_is_neither_applied_nor_charged():
+    """A controller whose request wobbles within half a grid step keeps its program."""
+    params = ENV.params_for("medium", max_steps_in_episode=SHORT)
+    wobble = 0.4 * jnp.sin(jnp.arange(SHORT, dtype=jnp.float32))[:, None]
+    actions = constant_actions(60, 3.5) + wobble * jnp.array([1.0, 0.1])
+    _, (_, _, _, _, info, states) = rollout(params, jax.random.PRNGKey(3), actions)
+    np.testing.assert_array_equal(np.asarray(states.lower_rate_bpm), 60.0)
+    np.testing.assert_allclose(np.asarray(states.amplitude_v), 3.5)
+    assert float(np.sum(info["cost_reprogramming"])) == 0.0
+    # The same wobble at 3x the size crosses the grid and is charged.
+    _, (_, _, _, _, info, _) = rollout(
+        params, jax.random.PRNGKey(3), constant_actions(60, 3.5) + 3.0 * wobble
+    )
+    assert float(np.sum(info["cost_reprogramming"])) > 0.0
 
 
 def test_step_reports_the_same_costs_as_step_reward():

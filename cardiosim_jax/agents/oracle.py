@@ -60,6 +60,11 @@ class MPCConfig:
     #: standard errors (0: no gate). Where outcomes are rare chance events, the best of
     #: many candidates on few futures is mostly the luckiest (the winner's curse).
     switch_sds: float = struct.field(pytree_node=False, default=0.0)
+    #: Fresh futures, drawn after the search, on which the gate compares the chosen
+    #: sequence with the guide (0: the search's own futures). Scores on the futures that
+    #: chose a sequence are biased in its favour; on independent ones they are not.
+    #: Ignored in hindsight, which has one future and no gate.
+    validation_samples: int = struct.field(pytree_node=False, default=0)
     initial_std: float = 0.5
     min_std: float = 0.05
 
@@ -78,6 +83,11 @@ class MPCConfig:
             raise ValueError(f"MPCConfig.tail must be >= 0, got {self.tail}")
         if not self.switch_sds >= 0.0:
             raise ValueError(f"MPCConfig.switch_sds must be >= 0, got {self.switch_sds}")
+        if self.validation_samples < 0 or self.validation_samples == 1:
+            raise ValueError(
+                "MPCConfig.validation_samples must be 0 or >= 2 (a standard error needs two), "
+                f"got {self.validation_samples}"
+            )
         if self.hindsight and self.noise_samples != 1:
             raise ValueError(
                 f"MPCConfig.hindsight plans on the one true future: noise_samples must be 1, "
@@ -192,15 +202,18 @@ def mpc_action(
         )
     tail_actions = jnp.zeros((config.tail, env.num_actions), jnp.float32)
 
-    def returns_on_futures(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The return on each future, and the actions played in the first one."""
+    def returns_on_futures(
+        actions: jax.Array, follow: jax.Array, on: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """The return on each future (``on``, default the search's), and the actions
+        played in the first one."""
         actions = jnp.concatenate([actions, tail_actions])
         follow = jnp.concatenate([follow, jnp.ones((config.tail,), bool)])
         returns, played = jax.vmap(
             lambda keys: _simulate(
                 env, params, state, obs, actions, follow, keys, policy, policy_params
             )
-        )(futures)
+        )(futures if on is None else on)
         return returns, played[0, : config.lookahead]
 
     def score(actions: jax.Array, follow: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -243,10 +256,18 @@ def mpc_action(
     (_, _, best_seq, _), _ = jax.lax.scan(
         iteration, init, jax.random.split(sample_key, config.iterations)
     )
-    if policy is not None and config.switch_sds > 0.0 and futures.shape[0] > 1:
+    validation = None
+    if config.validation_samples and not config.hindsight:
+        # Folded from the futures' key, so configs without validation keep their draws.
+        validation_key = jax.random.fold_in(future_key, 1)
+        validation = jax.random.split(validation_key, config.validation_samples * steps).reshape(
+            config.validation_samples, steps, -1
+        )
+    gate_futures = futures if validation is None else validation
+    if policy is not None and config.switch_sds > 0.0 and gate_futures.shape[0] > 1:
         no_guide = jnp.zeros((config.lookahead,), bool)
-        best_returns, _ = returns_on_futures(best_seq, no_guide)
-        guide_returns, guide_seq = returns_on_futures(best_seq, ~no_guide)
+        best_returns, _ = returns_on_futures(best_seq, no_guide, gate_futures)
+        guide_returns, guide_seq = returns_on_futures(best_seq, ~no_guide, gate_futures)
         advantage = best_returns - guide_returns
         standard_error = jnp.std(advantage, ddof=1) / jnp.sqrt(advantage.shape[0])
         leave_guide = jnp.mean(advantage) > config.switch_sds * standard_error

@@ -33,6 +33,7 @@ from gymnax.environments import environment, spaces
 from cardiosim_jax.envs.base import (
     EPISODE_LENGTH_RANGE,
     CardioSimEnvironment,
+    box,
     sanitize_action,
     stack_last,
 )
@@ -233,12 +234,7 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Box:
         """Dose in mg."""
-        return spaces.Box(
-            low=jnp.zeros((1,), jnp.float32),
-            high=jnp.full((1,), MAX_DOSE_MG, jnp.float32),
-            shape=(1,),
-            dtype=jnp.float32,
-        )
+        return box(0.0, MAX_DOSE_MG, (1,))
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Bounds every reachable observation satisfies."""

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import environment
+from gymnax.environments import environment, spaces
 
 from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
@@ -30,6 +30,74 @@ def sanitize_action(action: jax.Array) -> jax.Array:
     """float32 action with NaN replaced by 0; +-inf are kept for the env's own clipping."""
     action = jnp.asarray(action, jnp.float32)
     return jnp.nan_to_num(action, nan=0.0, posinf=jnp.inf, neginf=-jnp.inf)
+
+
+def conform_action(action: Any, action_shape: tuple[int, ...], env_name: str) -> Any:
+    """``action`` shaped as the action space: a scalar becomes ``(1,)`` on a 1-D space.
+
+    gymnax's own 1-D envs (Pendulum) accept shapes ``()`` and ``(1,)``, and
+    rejax squeezes a ``(1,)`` action to ``()``; both must give the same step.
+    An action of the right shape is returned as it came (no conversion, so
+    existing callers compile exactly what they did). Shapes are static under
+    ``jit``, so the check costs nothing at run time.
+
+    Raises:
+        ValueError: any other shape (e.g. a scalar on a 2-D action space,
+            which would otherwise be broadcast or indexed silently).
+    """
+    if not hasattr(action, "shape"):
+        # A list or tuple (under jit: of tracers), as step_env's asarray would read it.
+        action = jnp.asarray(action)
+    shape = tuple(action.shape)
+    if shape == tuple(action_shape):
+        return action
+    if shape == () and tuple(action_shape) == (1,):
+        return jnp.reshape(action, (1,))
+    accepted = [tuple(action_shape)] + ([()] if tuple(action_shape) == (1,) else [])
+    raise ValueError(
+        f"action of shape {shape} does not fit {env_name}'s action space; accepted shapes: "
+        f"{accepted} (vmap over a batch of actions)"
+    )
+
+
+def rescale_action(action: Any, low: Any, high: Any) -> jax.Array:
+    """Map a normalised action in [-1, 1] affinely onto ``[low, high]`` (no clipping).
+
+    ``-1`` -> ``low``, ``1`` -> ``high``; values outside [-1, 1] extrapolate
+    and are left to the environment's own clipping, NaN stays NaN (the env
+    reads it as 0 in physical units).
+    """
+    low = jnp.asarray(low, jnp.float32)
+    high = jnp.asarray(high, jnp.float32)
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
+class _FloatableBound(np.ndarray):
+    """A size-1 float32 bound that ``float()`` accepts.
+
+    ``gymnax.environments.spaces.gymnax_space_to_gym_space`` (behind gymnax's
+    ``GymnaxToGymWrapper``/``GymnaxToVectorGymWrapper``) calls ``float()`` on
+    any size-1 Box bound, as gymnax's own 1-D envs use Python floats; NumPy 2
+    and JAX refuse ``float()`` of a shape-(1,) array. Everything else still
+    sees an ordinary shape-(1,) array (``np.asarray`` and ``jnp.asarray``
+    return plain arrays), so bounds keep the action's shape for our tooling.
+    """
+
+    def __float__(self) -> float:
+        return float(self.view(np.ndarray).reshape(()))
+
+
+def box(low: Any, high: Any, shape: tuple[int, ...]) -> spaces.Box:
+    """float32 gymnax ``Box`` with constant bounds broadcast to ``shape``.
+
+    For action spaces whose bounds do not depend on the params. Bounds of a
+    shape-(1,) box also convert with ``float()``, as gymnax's Gym wrappers require.
+    """
+    bounds = []
+    for value in (low, high):
+        array = np.broadcast_to(np.asarray(value, np.float32), shape).copy()
+        bounds.append(array.view(_FloatableBound) if array.size == 1 else array)
+    return spaces.Box(low=bounds[0], high=bounds[1], shape=tuple(shape), dtype=jnp.float32)
 
 
 def as_arrays(params: Any) -> Any:
@@ -239,14 +307,16 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
     ) -> tuple[jax.Array, TState, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
         """gymnax's auto-resetting ``Environment.step``, output for output.
 
-        The only change is that the key is split with :func:`prng.split`, which
-        gives the same keys as ``jax.random.split`` but fuses on CPU (JAX lowers
-        Threefry there as a loop). As in gymnax, ``reset_env`` runs on every
-        step and is selected where the episode ended; see
+        The key is split with :func:`prng.split`, which gives the same keys as
+        ``jax.random.split`` but fuses on CPU (JAX lowers Threefry there as a
+        loop), and a scalar action on a 1-D action space counts as its
+        ``(1,)`` action (:func:`conform_action`). As in gymnax, ``reset_env``
+        runs on every step and is selected where the episode ended; see
         :func:`cardiosim_jax.envs.vector.make_batched_step` to reset only a few.
         """
         if params is None:
             params = self.default_params
+        action = conform_action(action, self.action_shape, self.env_id)
         key_step, key_reset = prng.split(key)
         obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
         truncated = self.is_truncated(state_st, params)

@@ -45,6 +45,7 @@ from gymnax.environments import environment, spaces
 from cardiosim_jax.envs.base import (
     EPISODE_LENGTH_RANGE,
     CardioSimEnvironment,
+    box,
     sanitize_action,
     stack_last,
 )
@@ -430,12 +431,7 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Box:
         """[shock energy (J); below MIN_SHOCK_ENERGY_J no shock]."""
-        return spaces.Box(
-            low=jnp.zeros((1,), jnp.float32),
-            high=jnp.full((1,), MAX_ENERGY_J, jnp.float32),
-            shape=(1,),
-            dtype=jnp.float32,
-        )
+        return box(0.0, MAX_ENERGY_J, (1,))
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Bounds every reachable observation satisfies.

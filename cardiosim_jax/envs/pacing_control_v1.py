@@ -26,8 +26,10 @@ Observation (11,), float32:
     8 programmed lower-rate limit (bpm, 30..120; 60 at reset)
     9 programmed pulse amplitude (V, 0..7.5; 3.5 at reset)
     10 losses of capture so far (device counter, 0..16 x episode length)
-Action (2,): [lower-rate limit (bpm), pulse amplitude (V)], NaN -> 0, then
-    clipped to [30, 120] and [0, 7.5]; 0 V is output off. Pulse width 0.4 ms.
+Action (2,): requested [lower-rate limit (bpm), pulse amplitude (V)], NaN -> 0, then
+    clipped to [30, 120] and [0, 7.5]; 0 V is output off. Pulse width 0.4 ms. The
+    device is programmed on its grid: the request is rounded to 1 bpm and 0.1 V
+    (:func:`programmed_setting`), and only a change of the rounded value is one.
 Reward per step (2 s), all costs (see :func:`step_reward`):
     - 1 /s x 2 s x max(0, 1 - HR / symptomatic rate)       symptomatic bradycardia
     - 1 /s x 2 s x max(0, HR / 100 - 1)                    tachycardia at rest
@@ -132,6 +134,9 @@ PACING_BURDEN_WEIGHT = 0.05
 BATTERY_WEIGHT = 0.005
 #: Per unit of reprogramming_size: a 10 bpm change costs 0.22, a 1 V change 0.27.
 REPROGRAMMING_WEIGHT = 2.0
+#: Programmable steps of the device: lower rate (bpm) and pulse amplitude (V).
+LOWER_RATE_STEP_BPM = 1.0
+AMPLITUDE_STEP_V = 0.1
 #: Observation bounds. RR intervals are at least one refractory period (200 ms), so HR <= 300.
 MAX_HEART_RATE_BPM = 300.0
 MAX_MEASURED_THRESHOLD_V = 20.0
@@ -155,6 +160,16 @@ PATIENT_VARIABILITY: dict[str, Variability] = {
     "adequate_sinus_rate_bpm": Variability(0.1, "resting HR spread (Nunan et al. 2010)"),
     "symptomatic_rate_bpm": Variability(0.1, "assumed (symptoms at 40-60 bpm)"),
 }
+
+
+def programmed_setting(request: jax.Array, grid_step: float) -> jax.Array:
+    """The setting a programming request gives: the request rounded to the device's grid.
+
+    Programmers offer only grid values; rounding also means that a controller
+    whose request moves by a fraction of a step between observations mostly
+    keeps its program, rather than paying for a reprogramming at every step.
+    """
+    return jnp.round(request / grid_step) * grid_step
 
 
 def reprogramming_size(
@@ -297,8 +312,10 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
         self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams
     ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
         action = sanitize_action(action)
-        lower_rate = jnp.clip(action[0], *LOWER_RATE_LIMITS)
-        amplitude = jnp.clip(action[1], *AMPLITUDE_LIMITS)
+        lower_rate = jnp.clip(
+            programmed_setting(action[0], LOWER_RATE_STEP_BPM), *LOWER_RATE_LIMITS
+        )
+        amplitude = jnp.clip(programmed_setting(action[1], AMPLITUDE_STEP_V), *AMPLITUDE_LIMITS)
         key_switch, key_drift, key_beats, key_obs, key_threshold = prng.split(key, 5)
 
         switch = prng.uniform(key_switch) < params.sinus_switch_prob
