@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import math
@@ -45,6 +44,7 @@ def _share_compiled_programs() -> None:
 _share_compiled_programs()
 
 import cardiosim_jax  # noqa: E402  (after the cache is set: importing it compiles)
+from cardiosim_jax import testing  # noqa: E402
 
 #: (env id, reference module, reference class) for cross-checks against cardiosim 0.1.0.
 REFERENCE_ENVS = {
@@ -109,10 +109,7 @@ def key() -> jax.Array:
     return jax.random.PRNGKey(0)
 
 
-def random_actions(env, params, key, n: int) -> jax.Array:
-    """``n`` actions drawn uniformly from the action space, shape ``(n, *action_shape)``."""
-    space = env.action_space(params)
-    return jax.random.uniform(key, (n, *space.shape), minval=space.low, maxval=space.high)
+random_actions = testing.random_actions
 
 
 def parameter_ranges(env) -> dict:
@@ -179,24 +176,8 @@ def check_validate_contract(validate, params, ranges) -> None:
             validate(params.replace(**{name: nan_batch}))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def env_rollout(env, params, key, actions):
-    """Reset with ``split(key)[0]``, then ``env.step`` over ``actions`` (leading axis = steps).
-
-    Returns ``(reset_obs, (obs, reward, terminated, truncated, info, state))``, the
-    per-step outputs stacked, ``state`` being the state after each step. Compiled
-    once per env class and shapes (env instances compare equal).
-    """
-    reset_key, loop_key = jax.random.split(key)
-    obs, state = env.reset(reset_key, params)
-
-    def body(state, inputs):
-        step_key, action = inputs
-        obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
-        return state, (obs, reward, terminated, truncated, info, state)
-
-    _, out = jax.lax.scan(body, state, (jax.random.split(loop_key, actions.shape[0]), actions))
-    return obs, out
+#: Reset, then ``env.step`` over a leading axis of actions (see ``cardiosim_jax.testing``).
+env_rollout = testing.rollout
 
 
 def expected_always_shock_return(energy_j: float, success_base: float, steps: int = 100) -> float:

@@ -18,7 +18,9 @@ import cardiosim_jax
 from cardiosim_jax import agents
 from cardiosim_jax.rollout import run_episodes
 
-N_REFERENCE = 200
+#: Reference episodes per case (its NumPy env is the suite's slowest part; the full
+#: study, 1,000+ episodes per cell, is baselines/reference_fidelity.py).
+N_REFERENCE = 120
 N_OURS = 400
 #: A pacing episode below this return has hit CardioSim's over-pacing heart-rate blow-up.
 BLOW_UP_RETURN = -1e4

@@ -173,7 +173,9 @@ def test_validation_needs_at_least_two_futures(samples):
 
 @pytest.mark.parametrize(
     "switch_sds, validation_samples, plays_guide",
-    [(float("inf"), 0, True), (0.0, 0, False), (float("inf"), 4, True), (1e-6, 4, False)],
+    # Each case compiles the oracle: the gate on the search's own futures keeps the guide,
+    # the gate on fresh futures opens for any advantage.
+    [(float("inf"), 0, True), (1e-6, 4, False)],
 )
 def test_switch_gate_keeps_the_guide_without_a_clear_paired_advantage(
     switch_sds, validation_samples, plays_guide

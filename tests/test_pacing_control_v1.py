@@ -59,34 +59,6 @@ def test_same_key_same_episode_and_keys_matter(difficulty):
     assert not np.array_equal(first[1][1], other[1][1])  # rewards differ
 
 
-def test_jit_matches_eager_and_vmap_matches_loop():
-    params = ENV.params_for("hard")
-    keys = jax.random.split(jax.random.PRNGKey(2), 3)
-    actions = random_actions(ENV, params, jax.random.PRNGKey(3), 1)
-    key = keys[0]
-    obs, state = ENV.reset(key, params)
-    with jax.disable_jit():
-        obs_e, state_e = ENV.reset(key, params)
-        for j in range(actions.shape[0]):
-            obs_e, state_e, reward_e, *_ = ENV.step(keys[j + 1], state_e, actions[j], params)
-    for j in range(actions.shape[0]):
-        obs, state, reward, *_ = ENV.step(keys[j + 1], state, actions[j], params)
-    np.testing.assert_allclose(obs, obs_e, rtol=1e-4, atol=1e-2)
-    np.testing.assert_allclose(reward, reward_e, rtol=1e-4, atol=1e-3)
-
-    obs_b, batched = jax.vmap(ENV.reset, in_axes=(0, None))(keys, params)
-    step = jax.vmap(ENV.step, in_axes=(0, 0, None, None))
-    obs_b, _, reward_b, *_ = step(keys, batched, actions[0], params)
-    for i, key in enumerate(keys):
-        _, state = ENV.reset(key, params)
-        np.testing.assert_array_equal(
-            batched.patient.capture_threshold_v[i], state.patient.capture_threshold_v
-        )
-        obs, _, reward, *_ = ENV.step(key, state, actions[0], params)
-        np.testing.assert_allclose(obs_b[i], obs, rtol=1e-5, atol=1e-3)
-        np.testing.assert_allclose(reward_b[i], reward, rtol=1e-5, atol=1e-4)
-
-
 @pytest.mark.parametrize("difficulty", TIERS)
 def test_observations_stay_in_bounds_under_random_and_extreme_actions(difficulty):
     params = ENV.params_for(difficulty, max_steps_in_episode=SHORT)

@@ -187,3 +187,96 @@ def test_orthogonal_initializer_is_orthogonal_and_vmaps_over_seeds():
             np.testing.assert_allclose(gram, 4.0 * np.eye(gram.shape[0]), atol=1e-4)
     # Different keys give different matrices.
     assert not np.allclose(weights[0], weights[1])
+
+
+def _loss_batch(rng: np.random.Generator, n: int = 16, obs_dim: int = 3, action_dim: int = 2):
+    """A minibatch and a linear 'network' whose outputs are easy to recompute in NumPy."""
+    weights = rng.normal(size=(obs_dim, action_dim)).astype(np.float32)
+    log_std = np.array([-0.5, 0.2], np.float32)[:action_dim]
+    value_weights = rng.normal(size=obs_dim).astype(np.float32)
+
+    def apply_fn(obs):
+        mean = obs @ weights
+        return mean, jnp.broadcast_to(log_std, mean.shape), obs @ value_weights
+
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    batch = ppo.Transition(
+        obs=jnp.asarray(obs),
+        raw_action=jnp.asarray(rng.normal(size=(n, action_dim)), jnp.float32),
+        log_prob=jnp.asarray(rng.normal(size=n) - 2.0, jnp.float32),
+        value=jnp.zeros(n),
+        next_value=jnp.zeros(n),
+        reward=jnp.zeros(n),
+        terminated=jnp.zeros(n),
+        done=jnp.asarray(rng.random(n) < 0.25, jnp.float32),
+        next_obs=jnp.asarray(obs + rng.normal(size=obs.shape).astype(np.float32)),
+    )
+    advantages = rng.normal(size=n).astype(np.float32) * 3.0 + 1.0
+    targets = rng.normal(size=n).astype(np.float32)
+    return apply_fn, batch, advantages, targets, (weights, log_std, value_weights)
+
+
+def test_ppo_loss_is_the_clipped_surrogate_on_normalised_advantages_and_value_on_returns():
+    rng = np.random.default_rng(0)
+    apply_fn, batch, advantages, targets, (weights, log_std, value_weights) = _loss_batch(rng)
+    hp = ppo.PPOConfig(clip_eps=0.2, vf_coef=0.5, ent_coef=0.01)
+    total, (policy_loss, value_loss, entropy, _) = ppo.ppo_loss(
+        apply_fn, batch, advantages, targets, hp
+    )
+    obs, raw = np.asarray(batch.obs, np.float64), np.asarray(batch.raw_action, np.float64)
+    mean = obs @ weights
+    z = (raw - mean) / np.exp(log_std)
+    log_prob = np.sum(-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
+    ratio = np.exp(log_prob - np.asarray(batch.log_prob))
+    adv = (advantages - advantages.mean()) / advantages.std()
+    expected_policy = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    expected_value = np.mean((obs @ value_weights - targets) ** 2)
+    expected_entropy = np.sum(log_std + 0.5 * np.log(2 * np.pi * np.e))
+    np.testing.assert_allclose(policy_loss, expected_policy, rtol=1e-4)
+    np.testing.assert_allclose(value_loss, expected_value, rtol=1e-4)
+    np.testing.assert_allclose(entropy, expected_entropy, rtol=1e-5)
+    np.testing.assert_allclose(
+        total, expected_policy + 0.5 * expected_value - 0.01 * expected_entropy, rtol=1e-4
+    )
+    # The ratios straddle the clip range, so min and max of the surrogates differ.
+    assert np.any(ratio < 0.8) or np.any(ratio > 1.2)
+
+
+def test_smoothness_loss_adds_the_masked_mean_action_distance():
+    rng = np.random.default_rng(1)
+    apply_fn, batch, advantages, targets, (weights, _, _) = _loss_batch(rng)
+    hp = ppo.PPOConfig(smoothness_coef=0.3)
+    plain, _ = ppo.ppo_loss(apply_fn, batch, advantages, targets, hp)
+    smooth, _ = ppo.ppo_loss(apply_fn, batch, advantages, targets, hp, smoothness=True)
+    step = (np.asarray(batch.next_obs) - np.asarray(batch.obs)) @ weights
+    within = 1.0 - np.asarray(batch.done)
+    expected = 0.3 * np.mean(within * np.linalg.norm(step, axis=-1))
+    np.testing.assert_allclose(smooth - plain, expected, rtol=1e-4)
+    assert expected > 0.01
+    # A policy whose mean does not move between the steps pays nothing.
+    still = batch.replace(next_obs=batch.obs)
+    unmoved, _ = ppo.ppo_loss(apply_fn, still, advantages, targets, hp, smoothness=True)
+    np.testing.assert_allclose(unmoved, plain, atol=1e-5)
+
+    # Its gradient pulls consecutive mean actions together.
+    def smoothness_term(w):
+        def linear(o):
+            return o @ w, jnp.zeros((o.shape[0], 2)), jnp.zeros(o.shape[0])
+
+        on = ppo.ppo_loss(linear, batch, advantages, targets, hp, smoothness=True)[0]
+        return on - ppo.ppo_loss(linear, batch, advantages, targets, hp)[0]
+
+    moved = jnp.asarray(weights) - jax.grad(smoothness_term)(jnp.asarray(weights))
+    assert float(smoothness_term(moved)) < 0.95 * expected
+
+
+def test_smoothness_is_compiled_in_only_with_a_nonzero_coefficient():
+    # Off: the rollout buffer holds no next observations (and the loss is unchanged).
+    # On: a sweep over the coefficient runs in one compiled call.
+    config = _tiny(total_timesteps=256, smoothness_coef=0.5)
+    train = ppo.make_train(config)
+    configs = ppo.stack_configs([config, config.replace(smoothness_coef=5.0)])
+    out = jax.jit(jax.vmap(train, in_axes=(None, 0)))(jax.random.PRNGKey(0), configs)
+    first, second = (jax.tree_util.tree_map(lambda x, i=i: x[i], out.policy) for i in (0, 1))
+    kernel = ("params", "actor_mean", "kernel")
+    assert not np.allclose(_get(first.network, kernel), _get(second.network, kernel))

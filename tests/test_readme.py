@@ -25,8 +25,8 @@ def run_block(index: int) -> dict:
 
 
 def test_readme_has_the_documented_python_blocks():
-    # Quickstart, plotting, Gymnasium: each is checked below.
-    assert len(python_blocks()) == 3
+    # Quickstart, plotting, Gymnasium, conformance: each is checked below.
+    assert len(python_blocks()) == 4
 
 
 def test_quickstart_code_block_runs(capsys):
@@ -53,3 +53,9 @@ def test_gymnasium_code_block_runs():
     assert namespace["obs"].shape == (1024, 6)
     assert namespace["rewards"].shape == (1024,)
     assert namespace["env"].unwrapped.jax_params.target_heart_rate_bpm == pytest.approx(80.0)
+
+
+def test_conformance_code_block_runs():
+    # Every check passes on a registered id (a failing one raises AssertionError).
+    namespace = run_block(3)
+    assert namespace["env"].env_id == "DefibrillationTiming-v0"
