@@ -116,6 +116,9 @@ class PPOConfig:
         for name in ("num_envs", "num_steps", "total_timesteps", "minibatch_size", "update_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        smoothness = np.asarray(self.smoothness_coef, np.float64)
+        if not (np.all(np.isfinite(smoothness)) and np.all(smoothness >= 0)):
+            raise ValueError(f"smoothness_coef must be finite and >= 0, got {self.smoothness_coef}")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
