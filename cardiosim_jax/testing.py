@@ -269,6 +269,14 @@ def check_environment(
         check_one_compilation(env, param_sets)
 
 
+def registered_tiers(env_id: str) -> dict[str, Any]:
+    """Tier name -> parameters of every difficulty tier of a registered id."""
+    import cardiosim_jax
+
+    env, _ = cardiosim_jax.make(env_id)
+    return {name: cardiosim_jax.make(env_id, name)[1] for name in env.tiers}
+
+
 def check_registered(env_id: str, population_size: int = 3, **options: Any) -> None:
     """:func:`check_environment` on a registered id: its tiers and, where it has a patient
     model (:mod:`cardiosim_jax.patients`), a sampled hard-tier population."""
@@ -276,7 +284,7 @@ def check_registered(env_id: str, population_size: int = 3, **options: Any) -> N
     from cardiosim_jax import patients
 
     env, _ = cardiosim_jax.make(env_id)
-    tiers = {name: cardiosim_jax.make(env_id, name)[1] for name in env.tiers}
+    tiers = registered_tiers(env_id)
     population = None
     if env.patient_variation:
         population = patients.sample(jax.random.PRNGKey(0), env_id, population_size, "hard")

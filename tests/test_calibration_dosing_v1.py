@@ -69,13 +69,20 @@ def test_calibration_time_to_peak():
 
 def test_calibration_steady_state_concentrations():
     # Hanyok 1993: ~1-3 mg/L at steady state on 160-320 mg/day.
-    low, _ = pk_trace(100.0, [80.0] * 10, hours_per_dose=12)
+    low, params = pk_trace(100.0, [80.0] * 10, hours_per_dose=12)
     high, _ = pk_trace(100.0, [160.0] * 10, hours_per_dose=12)
     last_day = slice(-24, None)
     assert 0.4 <= low[last_day].min() and low[last_day].max() <= 1.5  # 160 mg/day
-    mean_low, mean_high = float(low[last_day].mean()), float(high[last_day].mean())
-    assert 1.0 <= mean_high <= 3.0  # 320 mg/day
+    assert 1.0 <= high[last_day].min() and high[last_day].max() <= 3.0  # 320 mg/day
+    # Mass balance at steady state: the mean concentration over a dosing interval is
+    # F x dose / (clearance x interval), from the patient's own clearance.
+    _, state = ENV.reset(jax.random.PRNGKey(0), params)
+    clearance_l_per_h = float(ENV.clearance_l_per_h(state, params))
+    for trace, dose_mg in ((low, 80.0), (high, 160.0)):
+        expected = float(params.bioavailability) * dose_mg / (clearance_l_per_h * 12.0)
+        assert abs(float(trace[last_day].mean()) - expected) <= 0.02 * expected
     # Linear (first-order) kinetics: twice the dose, twice the steady-state exposure.
+    mean_low, mean_high = float(low[last_day].mean()), float(high[last_day].mean())
     assert abs(mean_high - 2.0 * mean_low) <= 0.05 * 2.0 * mean_low
 
 

@@ -45,11 +45,6 @@ def atol(env_id: str) -> float:
     return ATOL.get(env_id, testing.ATOL)
 
 
-def tiers(env_id: str) -> dict:
-    env, _ = cardiosim_jax.make(env_id)
-    return {name: cardiosim_jax.make(env_id, name)[1] for name in env.tiers}
-
-
 def population(env_id: str):
     if env_id in V0_POPULATIONS:
         overrides = {k: jnp.asarray(v) for k, v in V0_POPULATIONS[env_id].items()}
@@ -60,9 +55,9 @@ def population(env_id: str):
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_determinism(env_id):
     env, _ = cardiosim_jax.make(env_id)
-    testing.check_determinism(env, tiers(env_id)["hard"])
+    params = testing.registered_tiers(env_id)["hard"]
+    testing.check_determinism(env, params)
     # A fresh environment object built the same way replays the same episode.
-    params = tiers(env_id)["hard"]
     actions = testing.random_actions(env, params, jax.random.PRNGKey(1), testing.ROLLOUT_STEPS)
     again, _ = cardiosim_jax.make(env_id)
     first = testing.rollout(env, params, jax.random.PRNGKey(0), actions)
@@ -75,14 +70,19 @@ def test_determinism(env_id):
 def test_jit_matches_eager(env_id):
     env, _ = cardiosim_jax.make(env_id)
     testing.check_jit_matches_eager(
-        env, tiers(env_id)["medium"], EAGER_STEPS.get(env_id, 4), atol=atol(env_id)
+        env,
+        testing.registered_tiers(env_id)["medium"],
+        EAGER_STEPS.get(env_id, 4),
+        atol=atol(env_id),
     )
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_vmap_matches_loop(env_id):
     env, _ = cardiosim_jax.make(env_id)
-    testing.check_vmap_matches_loop(env, tiers(env_id)["hard"], atol=atol(env_id))
+    testing.check_vmap_matches_loop(
+        env, testing.registered_tiers(env_id)["hard"], atol=atol(env_id)
+    )
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
@@ -94,7 +94,9 @@ def test_population_vmap(env_id):
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_tiers_vmap(env_id):
     env, _ = cardiosim_jax.make(env_id)
-    testing.check_tiers_vmap(env, list(tiers(env_id).values()), atol=atol(env_id))
+    testing.check_tiers_vmap(
+        env, list(testing.registered_tiers(env_id).values()), atol=atol(env_id)
+    )
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
@@ -102,7 +104,7 @@ def test_one_compilation_serves_every_tier_and_patient(env_id):
     env, _ = cardiosim_jax.make(env_id)
     members = population(env_id)
     param_sets = [
-        *tiers(env_id).values(),
+        *testing.registered_tiers(env_id).values(),
         *(jax.tree_util.tree_map(lambda x, i=i: x[i], members) for i in range(3)),
         *(cardiosim_jax.make(env_id, max_steps_in_episode=10 + i)[1] for i in range(2)),
     ]
@@ -112,14 +114,14 @@ def test_one_compilation_serves_every_tier_and_patient(env_id):
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_non_finite_actions(env_id):
     env, _ = cardiosim_jax.make(env_id)
-    testing.check_non_finite_actions(env, tiers(env_id)["hard"])
+    testing.check_non_finite_actions(env, testing.registered_tiers(env_id)["hard"])
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
 def test_observations_in_space(env_id):
     # Hard only: test_properties.py draws tiers and patients at random for the same bounds.
     env, _ = cardiosim_jax.make(env_id)
-    testing.check_observations_in_space(env, tiers(env_id)["hard"])
+    testing.check_observations_in_space(env, testing.registered_tiers(env_id)["hard"])
 
 
 def test_the_checks_catch_a_broken_environment():
