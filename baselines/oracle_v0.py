@@ -3,7 +3,7 @@
 * MPC: :func:`cardiosim_jax.agents.oracle.run_oracle_episodes` (CEM on the true
   simulator, privileged state and patient) for all three environments.
 * DP: the exact optimum of DefibrillationTiming-v0
-  (:mod:`cardiosim_jax.agents.defibrillation_dp`), its value and a rollout check.
+  (:mod:`cardiosim_jax.envs.defibrillation_timing.dp`), its value and a rollout check.
 
 Episodes use the same evaluation key as ``tuned.py``'s baselines, so the
 first episodes are the same patients. Writes ``baselines/results/oracle_v0.{json,md}``.
@@ -22,7 +22,8 @@ import jax
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax.agents import defibrillation_dp, oracle
+from cardiosim_jax.agents import oracle
+from cardiosim_jax.envs.defibrillation_timing import dp as defibrillation_dp
 from cardiosim_jax.evaluation import evaluate, summarize_returns
 
 RESULTS = Path(__file__).parent / "results"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import jax
@@ -22,9 +21,7 @@ import cardiosim_jax
 from cardiosim_jax import agents
 from cardiosim_jax.evaluation import summarize_returns
 from cardiosim_jax.rollout import run_episodes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import reference_random_policy, reference_returns  # noqa: E402
+from cardiosim_tools.reference import reference_random_policy, reference_returns
 
 RESULTS = Path(__file__).parent / "results"
 CASES = [

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiosim_jax.cli import run_table2
+from cardiosim_jax.experiments import run_table2
 
 RESULTS = Path(__file__).parent / "results"
 

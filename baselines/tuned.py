@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax.cli import evaluate_baselines, train_and_evaluate
+from cardiosim_jax.experiments import evaluate_baselines, train_and_evaluate
+from cardiosim_jax.registration import v0_envs, v1_envs
 from cardiosim_jax.training import ppo
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=500)
-    parser.add_argument("--envs", nargs="*", default=list(cardiosim_jax.registered_envs))
+    parser.add_argument("--envs", nargs="*", default=list(v0_envs + v1_envs))
     parser.add_argument("--render-only", action="store_true", help="re-render tuned.json")
     args = parser.parse_args()
     if args.render_only:

@@ -34,10 +34,14 @@ import jax
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax import agents, patients
+from cardiosim_jax import agents, patients, registration
 from cardiosim_jax.agents import oracle
-from cardiosim_jax.cli import evaluate_baselines, train_and_evaluate
-from cardiosim_jax.evaluation import evaluate, summarize_returns
+from cardiosim_jax.evaluation import summarize_returns
+from cardiosim_jax.experiments import (
+    baseline_on_ppo_episodes,
+    evaluate_baselines,
+    train_and_evaluate,
+)
 from cardiosim_jax.registration import v1_envs
 from cardiosim_jax.rollout import run_episodes
 from cardiosim_jax.training import checkpoint, ppo
@@ -49,35 +53,8 @@ TIERS = ("easy", "medium", "hard")
 #: to cover its slowest effect (pacing: beats within a step; dosing: absorption and
 #: accumulation over many hours; defibrillation: CPR building perfusion over minutes),
 #: then ``tail`` steps of the PPO guide score what each candidate leaves behind.
-MPC_CONFIGS = {
-    # With one sampled future per candidate and no gate this search fell below its guide
-    # (32 episodes, MPC - guide -0.4 medium, -1.1 hard): capture and sinus switches are
-    # chance events. It now searches on 4 futures and leaves the guide only for an
-    # advantage of 2.5 standard errors on 16 fresh ones (hundreds of decisions per
-    # episode: a looser gate lets through false switches).
-    "PacingControl-v1": oracle.MPCConfig(
-        horizon=8, action_repeat=2, num_candidates=32, iterations=2, num_elites=8,
-        noise_samples=4, tail=16, initial_std=0.1, min_std=0.02, switch_sds=2.5,
-        validation_samples=16,
-    ),
-    # One step is a 12 h dosing decision and an episode 6 of them: the lookahead covers
-    # the whole stay, so no guide tail is needed.
-    "AntiarrhythmicDosing-v1": oracle.MPCConfig(
-        horizon=6, action_repeat=1, num_candidates=128, iterations=4, num_elites=12,
-        noise_samples=2, tail=0,
-    ),
-    # Outcomes (termination, ROSC, PEA, asystole) are chance events worth ~100 each: with
-    # 16 candidates x 2 iterations on 32 futures the search picked lucky candidates and
-    # fell 15.3 below its guide (medium, 128 episodes), 8 candidates on 64 futures 5.3
-    # below; gated at 2 standard errors on the same 64 futures, 0.4 / 0.9 below (medium /
-    # hard: the winner's curse survives a gate judged on the futures that chose); judged
-    # on 64 fresh futures, 1.2 below on medium (false switches among ~100 decisions per
-    # episode) and level on hard. The gate now asks for 3 standard errors on fresh futures.
-    "DefibrillationTiming-v1": oracle.MPCConfig(
-        horizon=6, action_repeat=2, num_candidates=8, iterations=1, num_elites=2,
-        noise_samples=64, tail=48, initial_std=0.3, switch_sds=3.0, validation_samples=64,
-    ),
-}  # fmt: skip
+#: The MPC oracle's settings, as each environment registers them (its package's EnvSpec).
+MPC_CONFIGS = {env_id: oracle.MPCConfig(**registration.spec(env_id).mpc) for env_id in v1_envs}
 #: The clairvoyant oracle: the same search on the episode's own future (one sample).
 HINDSIGHT_CONFIGS = {
     env_id: dataclasses.replace(
@@ -90,10 +67,12 @@ HINDSIGHT_CONFIGS = {
     )
     for env_id, config in MPC_CONFIGS.items()
 }
-#: First warm start (default: the middle of the action box): for pacing, standard
-#: programming (60 bpm, twice a typical threshold), so the narrow search starts there; for
-#: defibrillation no shock (the middle of the box is a 180 J shock every 10 s).
-INITIAL_ACTIONS = {"PacingControl-v1": (60.0, 2.0), "DefibrillationTiming-v1": (0.0,)}
+#: First warm start (default: the middle of the action box), as each environment registers it.
+INITIAL_ACTIONS = {
+    env_id: registration.spec(env_id).mpc_initial_action
+    for env_id in v1_envs
+    if registration.spec(env_id).mpc_initial_action is not None
+}
 ORACLES = {"oracle": MPC_CONFIGS, "hindsight": HINDSIGHT_CONFIGS}
 
 
@@ -235,21 +214,6 @@ def ladder(key: str, cell: dict) -> str | None:
     )
 
 
-def baseline_on_ppo_episodes(env, env_params, name: str, n_seeds: int, episodes: int) -> dict:
-    """A baseline's per-seed means on the episodes each PPO seed was evaluated on.
-
-    :func:`cardiosim_jax.cli.train_and_evaluate` plays seed ``i`` on the ``i``-th
-    key of ``split(PRNGKey(1), n_seeds)``; the same keys give the same patients and
-    random events (common random numbers), so differences are paired.
-    """
-    policy, policy_params = agents.baseline_policy(name, env, env_params)
-    tiled = jax.tree_util.tree_map(
-        lambda x: np.broadcast_to(x, (n_seeds, *np.shape(x))), policy_params
-    )
-    cell = evaluate(policy, env, env_params, jax.random.PRNGKey(1), episodes, n_seeds, tiled)
-    return {"seed_means": cell["seed_means"], "mean": cell["mean"]}
-
-
 def cohort_returns(env, policy, policy_params, n_seeds: int | None = None) -> dict:
     """Returns on the hard named cohort: one episode per patient."""
     cohort = patients.cohort(env.env_id, "hard")
@@ -293,7 +257,7 @@ def main() -> None:
     results["settings"] = {
         "seeds": args.seeds,
         "episodes": args.episodes,
-        "oracle_episodes": args.oracle_episodes,
+        # Oracle episodes are per cell (each oracle entry's n_episodes): a run may redo one cell.
         **{name: {k: repr(v) for k, v in configs.items()} for name, configs in ORACLES.items()},
     }
     for env_id in args.envs:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,54 +12,11 @@ import jax
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax import agents
+from cardiosim_jax import agents, experiments
 from cardiosim_jax.evaluation import evaluate
 from cardiosim_jax.training import checkpoint, ppo
 
-#: Paper protocol for Table 2: defibrillation on easy, the others on medium.
-TABLE2_PROTOCOL = {
-    "PacingControl-v0": "medium",
-    "AntiarrhythmicDosing-v0": "medium",
-    "DefibrillationTiming-v0": "easy",
-}
-#: Paper Table 2, mean and std over 20 episodes.
-TABLE2_PAPER = {
-    "PacingControl-v0": {"random": (-369322, 1545175), "heuristic": (129, 6), "ppo": (-646, 284)},
-    "AntiarrhythmicDosing-v0": {"random": (-31, 5), "heuristic": (169, 16), "ppo": (129, 32)},
-    "DefibrillationTiming-v0": {"random": (136, 22), "heuristic": None, "ppo": (128, 27)},
-}
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def train_seeds(config: ppo.PPOConfig, n_seeds: int, seed: int, label: str = "") -> ppo.TrainOutput:
-    """Train ``n_seeds`` seeds of ``config`` in one compiled call, with progress on stderr."""
-    progress = _StderrProgress(ppo.ConsoleProgress(config.num_updates, label=label))
-    train = jax.jit(jax.vmap(ppo.make_train(config, progress)))
-    _log(
-        f"{label}training {n_seeds} seed(s) x {config.num_updates} updates x "
-        f"{config.batch_size} steps on {config.env_id} ({config.difficulty}); compiling..."
-    )
-    start = time.perf_counter()
-    out = jax.block_until_ready(train(jax.random.split(jax.random.PRNGKey(seed), n_seeds)))
-    _log(f"{label}trained in {time.perf_counter() - start:.1f}s (compilation included)")
-    return out
-
-
-class _StderrProgress:
-    """Redirect a progress reporter's prints to stderr (stdout stays machine-readable)."""
-
-    def __init__(self, inner: ppo.ConsoleProgress) -> None:
-        self.inner = inner
-
-    def __call__(self, *args: Any) -> None:
-        stdout, sys.stdout = sys.stdout, sys.stderr
-        try:
-            self.inner(*args)
-        finally:
-            sys.stdout = stdout
+_log = experiments.log_to_stderr
 
 
 def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
@@ -73,72 +28,19 @@ def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
     return ppo.preset(args.preset, args.env, args.difficulty, **overrides)
 
 
-def evaluate_baselines(
-    env: Any,
-    env_params: Any,
-    n_episodes: int,
-    seed: int = 0,
-    names: tuple[str, ...] = ("random", "heuristic"),
-) -> dict[str, dict]:
-    """``name -> evaluate(...)`` cell of each baseline policy, ``n_episodes`` from key ``seed``."""
-    cells = {}
-    for name in names:
-        policy, policy_params = agents.baseline_policy(name, env, env_params)
-        cells[name] = evaluate(
-            policy, env, env_params, jax.random.PRNGKey(seed), n_episodes, 1, policy_params
-        )
-    return cells
-
-
-def train_and_evaluate(
-    config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int = 0, label: str = ""
-) -> tuple[ppo.TrainOutput, dict]:
-    """Train ``n_seeds`` seeds (:func:`train_seeds`) and evaluate each deterministically.
-
-    The evaluation plays ``episodes`` episodes per seed from key ``seed + 1``;
-    the returned cell (:func:`cardiosim_jax.evaluation.evaluate`'s) also holds
-    ``train_seconds`` (compilation included) and ``timesteps`` per seed.
-    """
-    start = time.perf_counter()
-    out = train_seeds(config, n_seeds, seed, label=label)
-    seconds = time.perf_counter() - start
-    cell = _evaluate_trained(out, config, n_seeds, episodes, seed)
-    return out, {**cell, "train_seconds": seconds, "timesteps": config.total_timesteps}
-
-
-def _evaluate_trained(
-    out: ppo.TrainOutput, config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int
-) -> dict:
-    env, env_params = cardiosim_jax.make(config.env_id, config.difficulty)
-    return evaluate(
-        ppo.ppo_policy,
-        env,
-        env_params,
-        jax.random.PRNGKey(seed + 1),
-        episodes,
-        n_seeds,
-        out.policy if n_seeds > 1 else jax.tree_util.tree_map(lambda x: x[0], out.policy),
-    )
-
-
-def _pyplot() -> Any:
-    """pyplot on the non-interactive Agg backend: the CLI only writes files."""
+def _plotting() -> Any:
+    """:mod:`cardiosim_jax.plotting` on the Agg backend: the CLI only writes files."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_learning_curves(
-    curves: dict[str, np.ndarray], timesteps: np.ndarray, path: Path, title: str
-) -> None:
-    """Save :func:`cardiosim_jax.plotting.plot_learning_curves` (mean, min-max band) to ``path``."""
-    plt = _pyplot()
     from cardiosim_jax import plotting
 
-    fig = plotting.plot_learning_curves(curves, timesteps, title=title)
+    return plotting
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -157,9 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _log(f"sharding {config.num_envs} environments over {mesh.devices.size} device(s)")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = train_seeds(config, args.seeds, args.seed)
+    out = experiments.train_seeds(config, args.seeds, args.seed)
     checkpoint.save_seeds(out_dir, out.policy, config)
-    result = _evaluate_trained(out, config, args.seeds, args.episodes, args.seed)
+    result = experiments.evaluate_trained(out, config, args.seeds, args.episodes, args.seed)
     metrics = {k: np.asarray(v).tolist() for k, v in out.metrics.items()}
     (out_dir / "metrics.json").write_text(
         json.dumps(
@@ -167,11 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     )
     timesteps = np.asarray(out.metrics["timesteps"])[0]
-    plot_learning_curves(
-        {f"PPO ({args.preset})": out.metrics["episode_return"]},
-        timesteps,
+    plotting = _plotting()
+    _save(
+        plotting.plot_learning_curves(
+            {f"PPO ({args.preset})": out.metrics["episode_return"]},
+            timesteps,
+            title=f"{config.env_id} ({config.difficulty})",
+        ),
         out_dir / "learning_curve.png",
-        f"{config.env_id} ({config.difficulty})",
     )
     print(
         json.dumps({k: result[k] for k in ("mean", "std", "iqm", "ci95", "n_episodes", "n_seeds")})
@@ -234,9 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    plt = _pyplot()
-    from cardiosim_jax import plotting
-
+    plotting = _plotting()
     if args.patients < 1:
         raise SystemExit(f"--patients must be at least 1, got {args.patients}")
     name: str | None
@@ -261,8 +164,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
     print(out)
     return 0
 
@@ -273,146 +175,31 @@ def _float_list(text: str) -> list[float]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     base = _config_from_args(args)
-    grid = list(itertools.product(args.lr, args.ent_coef))
-    configs = [base.replace(learning_rate=lr, ent_coef=ent) for lr, ent in grid]
-    stacked = ppo.stack_configs(configs)
-    progress = _StderrProgress(ppo.ConsoleProgress(base.num_updates, label="sweep "))
-    train = ppo.make_train(base, progress)
-    seeds = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    run = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
-    _log(f"sweep: {len(grid)} settings x {args.seeds} seeds in one compiled call; compiling...")
-    start = time.perf_counter()
-    out = jax.block_until_ready(run(seeds, stacked))
-    _log(f"sweep trained in {time.perf_counter() - start:.1f}s")
-
+    rows = experiments.run_sweep(
+        base, args.lr, args.ent_coef, args.seeds, args.episodes, args.seed, log=_log
+    )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env, env_params = cardiosim_jax.make(base.env_id, base.difficulty)
-    rows = []
-    for i, (lr, ent) in enumerate(grid):
-        policies = jax.tree_util.tree_map(lambda x, i=i: x[i], out.policy)
-        result = evaluate(
-            ppo.ppo_policy,
-            env,
-            env_params,
-            jax.random.PRNGKey(args.seed + 1),
-            args.episodes,
-            args.seeds,
-            policies if args.seeds > 1 else jax.tree_util.tree_map(lambda x: x[0], policies),
-        )
-        rows.append({"learning_rate": lr, "ent_coef": ent, **result})
     (out_dir / "sweep.json").write_text(
         json.dumps({"config": base.to_dict(), "results": rows}, indent=2)
     )
-    lines = [
-        f"Sweep on {base.env_id} ({base.difficulty}), preset {args.preset}, {args.seeds} seeds, "
-        f"{args.episodes} evaluation episodes per seed",
-        "",
-        "| learning rate | ent_coef | mean | IQM | 95% CI (over seeds) |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['learning_rate']:g} | {row['ent_coef']:g} | {row['mean']:.1f} | "
-            f"{row['iqm']:.1f} | "
-            f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] |"
-        )
-    table = "\n".join(lines) + "\n"
+    table = experiments.sweep_markdown(rows, base, args.preset, args.seeds, args.episodes)
     (out_dir / "sweep.md").write_text(table)
-    _plot_heatmap(rows, args.lr, args.ent_coef, out_dir / "sweep_heatmap.png", base)
+    plotting = _plotting()
+    _save(
+        plotting.plot_sweep_heatmap(
+            rows, args.lr, args.ent_coef, title=f"{base.env_id} ({base.difficulty})"
+        ),
+        out_dir / "sweep_heatmap.png",
+    )
     print(table)
     return 0
 
 
-def _plot_heatmap(
-    rows: list[dict], lrs: list[float], ents: list[float], path: Path, base: ppo.PPOConfig
-) -> None:
-    plt = _pyplot()
-
-    grid = np.array([row["iqm"] for row in rows]).reshape(len(lrs), len(ents))
-    fig, ax = plt.subplots(figsize=(1.6 * len(ents) + 2, 1.0 * len(lrs) + 1.5))
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(ents)), [f"{e:g}" for e in ents])
-    ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set_xlabel("entropy coefficient")
-    ax.set_ylabel("learning rate")
-    for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="w")
-    fig.colorbar(image, label="evaluation IQM return")
-    ax.set_title(f"{base.env_id} ({base.difficulty})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def run_table2(
-    quick: bool,
-    seeds: int | None = None,
-    episodes: int | None = None,
-    seed: int = 0,
-    preset: str = "paper",
-) -> tuple[dict, str]:
-    """Random, heuristic and PPO on the three environments with the paper's protocol."""
-    n_seeds = seeds or (2 if quick else 8)
-    n_episodes = episodes or (200 if quick else 1000)
-    results: dict[str, dict] = {}
-    for env_id, difficulty in TABLE2_PROTOCOL.items():
-        env, env_params = cardiosim_jax.make(env_id, difficulty)
-        results[env_id] = {}
-        names = ("random", "heuristic") if env_id != "DefibrillationTiming-v0" else ("random",)
-        for name, cell in evaluate_baselines(env, env_params, n_episodes, seed, names).items():
-            results[env_id][name] = {**cell, "n_seeds": 1}
-        config = ppo.preset(preset, env_id)
-        if quick:  # a tenth of the budget: a smoke run of the full protocol
-            config = config.replace_static(
-                total_timesteps=max(config.batch_size, config.total_timesteps // 10)
-            )
-        out, cell = train_and_evaluate(config, n_seeds, n_episodes, seed, label=f"[{env_id}] ")
-        results[env_id]["ppo"] = {
-            **cell,
-            "learning_curve": {
-                "timesteps": np.asarray(out.metrics["timesteps"])[0].tolist(),
-                "episode_return": np.asarray(out.metrics["episode_return"]).tolist(),
-            },
-        }
-    return results, table2_markdown(results, quick, preset)
-
-
-def table2_markdown(results: dict, quick: bool, preset: str) -> str:
-    def paper(env_id: str, name: str) -> str:
-        cell = TABLE2_PAPER[env_id][name]
-        return "–" if cell is None else f"{cell[0]:,} ± {cell[1]:,}"
-
-    def ours(cell: dict | None) -> str:
-        if cell is None:
-            return "–"
-        lo, hi = cell["ci95"]
-        return (
-            f"{cell['mean']:,.1f} ± {cell['std']:,.1f} (IQM {cell['iqm']:,.1f}; "
-            f"95% CI {lo:,.1f} to {hi:,.1f}; "
-            f"{cell['n_seeds']}x{cell['n_episodes'] // cell['n_seeds']})"
-        )
-
-    lines = [
-        f"Table 2{' (quick: PPO at 1/10 budget)' if quick else ''}, PPO preset '{preset}'. "
-        "Ours: mean ± std over episodes (IQM; 95% bootstrap CI of the mean, over seeds for PPO; "
-        "seeds x episodes per seed).",
-        "",
-        "| Environment | Policy | Paper (20 episodes) | cardiosim-jax |",
-        "|---|---|---:|---:|",
-    ]
-    for env_id, cells in results.items():
-        for name in ("random", "heuristic", "ppo"):
-            if name in cells:
-                lines.append(
-                    f"| {env_id} ({TABLE2_PROTOCOL[env_id]}) | {name} | {paper(env_id, name)} | "
-                    f"{ours(cells[name])} |"
-                )
-    return "\n".join(lines) + "\n"
-
-
 def cmd_table2(args: argparse.Namespace) -> int:
-    results, table = run_table2(args.quick, args.seeds, args.episodes, args.seed, args.preset)
+    results, table = experiments.run_table2(
+        args.quick, args.seeds, args.episodes, args.seed, args.preset
+    )
     print(table)
     if args.out:
         out = Path(args.out)
@@ -433,8 +220,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    # Imported here: only this command needs it.
-    from cardiosim_jax import benchmarking
+    # The benchmark suite is tooling beside the library (cardiosim_tools), imported only here.
+    from cardiosim_tools import benchmarking
 
     changes: dict[str, Any] = {}
     if args.envs:
@@ -469,8 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cardiosim-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def env_args(p: argparse.ArgumentParser, difficulty_default: str | None = "medium") -> None:
-        p.add_argument("--env", required=True, choices=_env_choices())
+    def env_args(
+        p: argparse.ArgumentParser,
+        difficulty_default: str | None = "medium",
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        p.add_argument("--env", required=True, choices=_env_choices(ids))
         p.add_argument(
             "--difficulty", default=difficulty_default, choices=["easy", "medium", "hard"]
         )
@@ -515,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot", help="draw episodes of random, heuristic or a checkpoint as a PNG (or PDF, SVG)"
     )
-    env_args(plot, None)  # default: the checkpoint's tier, else medium
+    # Default tier: the checkpoint's, else medium. Only environments with a plotter.
+    env_args(plot, None, cardiosim_jax.registration.plottable_envs())
     plot.add_argument(
         "--policy", default="heuristic", help="random | heuristic | checkpoint directory"
     )
@@ -574,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _env_choices(ids: tuple[str, ...] | None = None) -> list[str]:
+def _env_choices(ids: Sequence[str] | None = None) -> list[str]:
     ids = list(cardiosim_jax.registered_envs if ids is None else ids)
     return ids + [f"cardiosim/{i}" for i in ids]
 

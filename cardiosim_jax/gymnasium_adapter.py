@@ -41,7 +41,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 import cardiosim_jax
-from cardiosim_jax.envs.base import CardioSimEnvironment, rescale_action
+from cardiosim_jax.envs.base import (
+    CardioSimEnvironment,
+    population_axis,
+    rescale_action,
+    transition,
+)
 
 __all__ = [
     "GYMNASIUM_NAMESPACE",
@@ -65,7 +70,7 @@ def register_gymnasium_envs() -> tuple[str, ...]:
     Returns:
         The Gymnasium ids.
     """
-    return cardiosim_jax._register_gymnasium_envs()
+    return cardiosim_jax.registration.register_gymnasium_envs()
 
 
 def _jax_env_id(env_id: str) -> str:
@@ -233,8 +238,9 @@ def _step_one(
     if normalize:
         action = _to_physical(env, params, action)
     step_key, _ = jax.random.split(jax.random.fold_in(loop_key, state.time))
-    obs, next_state, reward, terminated, info = env.step_env(step_key, state, action, params)
-    truncated = env.is_truncated(next_state, params)
+    obs, next_state, reward, terminated, truncated, info = transition(
+        env, step_key, state, action, params
+    )
     packed = _pack(_info_layout(env), reward, jnp.asarray(terminated), truncated, info)
     return next_state, obs, packed
 
@@ -563,18 +569,20 @@ class CardioSimVectorEnv(VectorEnv):
             ) from error
         env, params = cardiosim_jax.make(_jax_env_id(env_id), difficulty, **overrides)
         batch_shape = _params_batch_shape(params)
-        if batch_shape not in ((), (num_envs,)):
+        try:
+            params_axis = population_axis(params, num_envs)
+        except ValueError:
             raise ValueError(
                 f"array-valued overrides must have shape ({num_envs},) (one value per "
                 f"sub-env), got batch shape {batch_shape}"
-            )
+            ) from None
         self.num_envs = int(num_envs)
         self.autoreset_mode = mode
         self.metadata = {"render_modes": [], "autoreset_mode": mode}
         self.render_mode = None
         self._env = env
         self._params = params
-        self._params_axis = 0 if batch_shape else None
+        self._params_axis = params_axis
         self._normalize = bool(normalize_actions)
         self._layout = _info_layout(env)
 

@@ -18,29 +18,17 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 import cardiosim_jax
 from cardiosim_jax import agents
-from cardiosim_jax.envs import antiarrhythmic_dosing as dosing_env
-from cardiosim_jax.envs import defibrillation_timing as defib_env
-from cardiosim_jax.envs import pacing_control as pacing_env
-from cardiosim_jax.models import aliev_panfilov, conduction, pharmacokinetics
 from cardiosim_jax.rollout import Policy, Trajectory, record_episodes
-
-#: Seconds per PacingControl step (10 substeps of 1 ms).
-PACING_STEP_S = pacing_env.SUBSTEPS * conduction.DT_MS / 1000.0
-#: Hours per AntiarrhythmicDosing step (one PK Euler step).
-DOSING_STEP_H = pharmacokinetics.DT_HOURS
-#: AP model time units per DefibrillationTiming step; its x axis is in steps.
-DEFIB_STEP_AP_UNITS = defib_env.SUBSTEPS * aliev_panfilov.DT
 
 #: Episodes this short are drawn with point markers (a one-step line is invisible).
 _SHORT_EPISODE = 25
-_REFERENCE_ALPHA = 0.15
+REFERENCE_ALPHA = 0.15
 
 
-class _Episodes:
+class Episodes:
     """A (possibly batched) trajectory as NumPy, with per-patient views of valid steps."""
 
     def __init__(self, env_params: Any, trajectory: Trajectory, max_patients: int) -> None:
@@ -108,9 +96,9 @@ class _Episodes:
         return what if self.n == 1 else None
 
 
-def _reference_lines(
+def reference_lines(
     axes: Axes,
-    episodes: _Episodes,
+    episodes: Episodes,
     values: Sequence[float],
     *,
     gid: str,
@@ -133,9 +121,9 @@ def _reference_lines(
         )
 
 
-def _bands(
+def bands(
     axes: Axes,
-    episodes: _Episodes,
+    episodes: Episodes,
     values: Sequence[tuple[float, float]],
     *,
     gid: str,
@@ -149,14 +137,14 @@ def _bands(
             float(lo),
             float(hi),
             color=color if shared else episodes.color(j),
-            alpha=_REFERENCE_ALPHA if shared else _REFERENCE_ALPHA / 2,
+            alpha=REFERENCE_ALPHA if shared else REFERENCE_ALPHA / 2,
             lw=0,
             gid=gid,
             label=label if j == 0 else None,
         )
 
 
-def _legend(axes: Axes, extra: Sequence[Any] = ()) -> None:
+def legend(axes: Axes, extra: Sequence[Any] = ()) -> None:
     """Legend outside the panel, on its right, so it never hides data."""
     handles, _ = axes.get_legend_handles_labels()
     handles = [*handles, *extra]
@@ -170,214 +158,6 @@ def _legend(axes: Axes, extra: Sequence[Any] = ()) -> None:
         )
 
 
-# --------------------------------------------------------------------------- per environment
-
-
-def _plot_pacing(axes: Sequence[Axes], episodes: _Episodes) -> str:
-    ax_v, ax_hr, ax_pace, ax_reward = axes
-    dt = PACING_STEP_S
-    tolerance = pacing_env.STABLE_HR_ERROR_BPM
-    targets = [float(episodes.patient_params(j).target_heart_rate_bpm) for j in range(episodes.n)]
-    _bands(
-        ax_hr,
-        episodes,
-        [(t - tolerance, t + tolerance) for t in targets],
-        gid="target_band",
-        label=f"target ± {tolerance:g} bpm",
-        color="tab:green",
-    )
-    _reference_lines(ax_hr, episodes, targets, gid="target", label="target", color="tab:green")
-    ax_pace.axhline(
-        pacing_env.PACING_THRESHOLD,
-        color="0.4",
-        ls=":",
-        lw=1.0,
-        gid="pacing_threshold",
-        label=f"pulse threshold ({pacing_env.PACING_THRESHOLD:g})",
-    )
-    for j in range(episodes.n):
-        style = episodes.style(j)
-        obs0 = episodes.traj.observation[j, 0]
-        ax_v.plot(*episodes.after_steps(j, dt, obs0[0], lambda t: t.state.cell.v), **style)
-        ax_hr.plot(
-            *episodes.after_steps(j, dt, obs0[2], lambda t: t.info["heart_rate"]),
-            label=episodes.label("heart rate", j),
-            **style,
-        )
-        times, amplitude = episodes.per_step(j, dt, lambda t: t.action[..., 1])
-        amplitude = np.clip(amplitude, 0.0, 1.0)  # as the env clips it
-        ax_pace.plot(
-            times,
-            amplitude,
-            drawstyle="steps-post",
-            label=episodes.label("pulse amplitude", j),
-            **style,
-        )
-        # A rug above the 0..1 amplitude range, one row per patient: steps that paced.
-        delivered = amplitude[:-1] > pacing_env.PACING_THRESHOLD
-        ax_pace.plot(
-            times[:-1][delivered],
-            np.full(int(delivered.sum()), 1.12 + 0.08 * j),
-            ls="none",
-            marker="|",
-            ms=5,
-            color=style["color"],
-            gid="pulses",
-            label="pulse delivered" if j == 0 else None,
-        )
-        ax_reward.plot(
-            np.arange(1, episodes.lengths[j] + 1) * dt,
-            episodes.series(lambda t: t.reward, j),
-            **style,
-        )
-    ax_pace.set_ylim(-0.05, 1.2 + 0.08 * episodes.n)
-    ax_v.set_ylabel("membrane v\n(FHN, dimensionless)")
-    ax_hr.set_ylabel("heart rate (bpm)")
-    ax_pace.set_ylabel("pulse amplitude\n(0–1)")
-    ax_reward.set_ylabel("reward per step")
-    _legend(ax_hr)
-    _legend(ax_pace)
-    return "time (s)"
-
-
-def _runs(active: np.ndarray) -> list[tuple[int, int]]:
-    """``(first, last + 1)`` index pairs of the runs of True in ``active``."""
-    padded = np.concatenate([[0], active.astype(int), [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
-
-
-def _plot_dosing(axes: Sequence[Axes], episodes: _Episodes) -> str:
-    ax_v, ax_c, ax_dose, ax_effect = axes
-    dt = DOSING_STEP_H
-    pk = [episodes.patient_params(j).pk for j in range(episodes.n)]
-    _bands(
-        ax_c,
-        episodes,
-        [(float(p.therapeutic_min), float(p.therapeutic_max)) for p in pk],
-        gid="therapeutic_window",
-        label="therapeutic window",
-        color="tab:green",
-    )
-    for gid, label, color, linestyle in (
-        ("therapeutic_min", "therapeutic min", "tab:green", ":"),
-        ("therapeutic_max", "therapeutic max", "tab:green", "--"),
-        ("toxic_threshold", "toxic threshold", "tab:red", "--"),
-    ):
-        values = [float(getattr(p, gid)) for p in pk]
-        _reference_lines(
-            ax_c, episodes, values, gid=gid, label=label, color=color, linestyle=linestyle
-        )
-    arrhythmic = False
-    for j in range(episodes.n):
-        style = episodes.style(j)
-        obs0 = episodes.traj.observation[j, 0]
-        ax_v.plot(*episodes.after_steps(j, dt, obs0[0], lambda t: t.state.cell.v), **style)
-        ax_c.plot(
-            *episodes.after_steps(j, dt, obs0[2], lambda t: t.info["concentration"]),
-            label=episodes.label("plasma concentration", j),
-            **style,
-        )
-        times, dose = episodes.per_step(j, dt, lambda t: t.action[..., 0])
-        dose = np.clip(dose, 0.0, dosing_env.MAX_DOSE_MG)  # as the env clips it
-        ax_dose.plot(times, dose, drawstyle="steps-post", **style)
-        ax_effect.plot(
-            *episodes.after_steps(j, dt, obs0[4], lambda t: t.info["efficacy"]),
-            label=episodes.label("efficacy", j),
-            **style,
-        )
-        # Arrhythmic steps shaded; with several patients each gets a strip, patient 0 on top.
-        active = episodes.series(lambda t: t.info["arrhythmia_active"], j) > 0.5
-        for first, last in _runs(active):
-            arrhythmic = True
-            ax_effect.axvspan(
-                first * dt,
-                last * dt,
-                ymin=1.0 - (j + 1) / episodes.n,
-                ymax=1.0 - j / episodes.n,
-                color=style["color"] if episodes.n > 1 else "tab:red",
-                alpha=0.25,
-                lw=0,
-                gid="arrhythmia",
-            )
-    ax_effect.set_ylim(0.0, 1.0)
-    ax_v.set_ylabel("membrane v\n(FHN, dimensionless)")
-    ax_c.set_ylabel("plasma conc.\n(mg/L)")
-    ax_dose.set_ylabel("dose\n(mg per step)")
-    ax_effect.set_ylabel("efficacy (0–1)")
-    _legend(ax_c)
-    strips = "arrhythmic" if episodes.n == 1 else "arrhythmic\n(a strip per patient,\n0 on top)"
-    shading = Patch(color="tab:red" if episodes.n == 1 else "0.6", alpha=0.25, label=strips)
-    _legend(ax_effect, [shading] if arrhythmic else [])
-    return "time (h)"
-
-
-def _plot_defibrillation(axes: Sequence[Axes], episodes: _Episodes) -> str:
-    ax_u, ax_fib, ax_shock, ax_return = axes
-    # Several patients' stems would hide each other on the same step: spread them.
-    dodge = 0.5 / episodes.n
-    for j in range(episodes.n):
-        style = episodes.style(j)
-        obs0 = episodes.traj.observation[j, 0]
-        ax_u.plot(*episodes.after_steps(j, 1.0, obs0[0], lambda t: t.state.cell.u), **style)
-        ax_fib.plot(
-            np.arange(episodes.lengths[j]),
-            episodes.series(lambda t: t.observation[..., 2], j),
-            **style,
-        )
-        action = episodes.series(lambda t: t.action, j)
-        shocked = action[:, 0] > defib_env.SHOCK_THRESHOLD
-        energy = np.clip(action[:, 1], 0.0, defib_env.MAX_ENERGY_J)  # as the env clips it
-        offset = 0.0 if episodes.n == 1 else (j - (episodes.n - 1) / 2) * dodge
-        if shocked.any():
-            stems = ax_shock.stem(
-                np.flatnonzero(shocked) + offset,
-                energy[shocked],
-                linefmt="-",
-                markerfmt="o",
-                basefmt=" ",
-                label=episodes.label("shock (at its energy)", j),
-            )
-            stems.markerline.set(color=style["color"], ms=4, gid="shocks")
-            stems.stemlines.set(color=style["color"], lw=style["lw"], gid="shocks")
-            stems.baseline.remove()  # an invisible line; keep ax.lines to the drawn data
-        # Cumulative energy after each step, "steps-post" from reset: it jumps by each
-        # shock's energy at the shocking step's start.
-        total = episodes.series(lambda t: t.info["total_energy"], j)
-        ax_shock.plot(
-            np.arange(episodes.lengths[j] + 1),
-            np.concatenate([total, total[-1:]]),
-            drawstyle="steps-post",
-            ls="--",
-            color=style["color"],
-            lw=style["lw"],
-            gid="cumulative_energy",
-            label=episodes.label("cumulative energy", j),
-        )
-        returns = np.cumsum(episodes.series(lambda t: t.reward, j))
-        ax_return.plot(
-            np.arange(episodes.lengths[j] + 1), np.concatenate([[0.0], returns]), **style
-        )
-    ax_fib.set_ylim(-0.05, 1.05)
-    ax_u.set_ylabel("potential u\n(AP, normalised)")
-    ax_fib.set_ylabel("fibrillation\nindex (0–1)")
-    ax_shock.set_ylabel("energy (J)")
-    ax_return.set_ylabel("return so far")
-    proxies = []
-    if episodes.n > 1:
-        proxies = [
-            Line2D([], [], color="0.4", marker="o", ms=4, label="shock (at its energy)"),
-            Line2D([], [], color="0.4", ls="--", label="cumulative energy"),
-        ]
-    _legend(ax_shock, proxies)
-    return f"time (environment steps of {DEFIB_STEP_AP_UNITS:g} AP time units)"
-
-
-_PLOTTERS: dict[str, Callable[[Sequence[Axes], _Episodes], str]] = {
-    pacing_env.PacingControl.env_id: _plot_pacing,
-    dosing_env.AntiarrhythmicDosing.env_id: _plot_dosing,
-    defib_env.DefibrillationTiming.env_id: _plot_defibrillation,
-}
 _PANELS = 4
 
 
@@ -415,11 +195,13 @@ def plot_trajectory(
         environment steps.
     """
     env_id = getattr(env, "env_id", type(env).__name__)
-    if env_id not in _PLOTTERS:
-        raise ValueError(f"no trajectory plot for {env_id!r}; accepted: {list(_PLOTTERS)}")
-    episodes = _Episodes(env_params, trajectory, max_patients)
+    accepted = cardiosim_jax.registration.plottable_envs()
+    if env_id not in accepted:
+        raise ValueError(f"no trajectory plot for {env_id!r}; accepted: {accepted}")
+    plotter = cardiosim_jax.registration.spec(env_id).load_plotter()
+    episodes = Episodes(env_params, trajectory, max_patients)
     fig, axes = plt.subplots(_PANELS, 1, sharex=True, figsize=(10.0, 8.5), layout="constrained")
-    xlabel = _PLOTTERS[env_id](axes, episodes)
+    xlabel = plotter(axes, episodes)
     axes[-1].set_xlabel(xlabel)
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -556,5 +338,31 @@ def plot_learning_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep_heatmap(
+    rows: Sequence[dict[str, Any]],
+    learning_rates: Sequence[float],
+    ent_coefs: Sequence[float],
+    *,
+    title: str = "",
+) -> Figure:
+    """Evaluation IQM of a learning-rate x entropy-coefficient sweep as a heatmap.
+
+    ``rows`` are :func:`cardiosim_jax.experiments.run_sweep`'s, learning rate major.
+    """
+    grid = np.array([row["iqm"] for row in rows]).reshape(len(learning_rates), len(ent_coefs))
+    fig, ax = plt.subplots(figsize=(1.6 * len(ent_coefs) + 2, 1.0 * len(learning_rates) + 1.5))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(ent_coefs)), [f"{e:g}" for e in ent_coefs])
+    ax.set_yticks(range(len(learning_rates)), [f"{lr:g}" for lr in learning_rates])
+    ax.set_xlabel("entropy coefficient")
+    ax.set_ylabel("learning rate")
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="w")
+    fig.colorbar(image, label="evaluation IQM return")
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from cardiosim_jax import sharding
+from cardiosim_jax.envs.base import population_axis, transition
 
 Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
@@ -24,20 +25,11 @@ class EpisodeStats:
 
 
 def _population_axis(env_params: Any, n_episodes: int) -> int | None:
-    """``0`` if ``env_params`` is a population of ``n_episodes`` patients, ``None`` if shared.
-
-    Every EnvParams leaf is a scalar per patient, so any batch axis means a population.
-    """
-    leaves = jax.tree_util.tree_leaves(env_params)
-    if not any(jnp.ndim(leaf) > 0 for leaf in leaves):
-        return None
-    if any(jnp.shape(leaf)[:1] != (n_episodes,) for leaf in leaves):
-        shapes = sorted({jnp.shape(leaf) for leaf in leaves})
-        raise ValueError(
-            f"batched env params must have a leading axis of n_episodes={n_episodes}; "
-            f"got leaf shapes {shapes}"
-        )
-    return 0
+    """``0`` if ``env_params`` is a population of ``n_episodes`` patients, ``None`` if shared."""
+    try:
+        return population_axis(env_params, n_episodes)
+    except ValueError as error:
+        raise ValueError(f"batched env params (n_episodes={n_episodes}): {error}") from None
 
 
 def episode_inputs(
@@ -163,27 +155,21 @@ def record_episode(
     reset_key, loop_key = jax.random.split(key)
     obs, state = env.reset(reset_key, env_params)
 
-    def transition(env_key: jax.Array, state: Any, action: jax.Array):
+    def step(env_key: jax.Array, state: Any, action: jax.Array):
         # env.step without its auto-reset, so a finished episode's final state is
-        # kept: same key split and truncation rule as gymnax 1.0.1's Environment.step
-        # (the test comparing with run_episodes guards that they agree).
-        key_step, _ = jax.random.split(env_key)
-        obs, next_state, reward, terminated, info = env.step_env(
-            key_step, state, action, env_params
-        )
-        truncated = env.is_truncated(next_state, env_params)
-        return obs, next_state, reward, terminated, truncated, info
+        # kept: the same key split as env.step.
+        return transition(env, jax.random.split(env_key)[0], state, action, env_params)
 
     # A zero info of the right structure, to freeze into after the last step.
     dummy_action = jnp.zeros(jax.eval_shape(policy, policy_params, obs, key).shape, jnp.float32)
-    info_shape = jax.eval_shape(transition, key, state, dummy_action)[-1]
+    info_shape = jax.eval_shape(step, key, state, dummy_action)[-1]
     zero_info = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
 
     def body(carry, step_key):
         obs, state, info, alive = carry
         act_key, env_key = jax.random.split(step_key)
         action = jnp.asarray(policy(policy_params, obs, act_key), jnp.float32)
-        next_obs, next_state, reward, terminated, truncated, next_info = transition(
+        next_obs, next_state, reward, terminated, truncated, next_info = step(
             env_key, state, action
         )
 

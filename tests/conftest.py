@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -46,13 +45,6 @@ _share_compiled_programs()
 import cardiosim_jax  # noqa: E402  (after the cache is set: importing it compiles)
 from cardiosim_jax import testing  # noqa: E402
 
-#: (env id, reference module, reference class) for cross-checks against cardiosim 0.1.0.
-REFERENCE_ENVS = {
-    "PacingControl-v0": ("cardiosim.envs.pacing_control", "PacingControlEnv"),
-    "AntiarrhythmicDosing-v0": ("cardiosim.envs.antiarrhythmic_dosing", "AntiarrhythmicDosingEnv"),
-    "DefibrillationTiming-v0": ("cardiosim.envs.defibrillation_timing", "DefibrillationTimingEnv"),
-}
-
 #: The reference-faithful v0 environments (most fidelity and regression tests).
 ENV_IDS = tuple(cardiosim_jax.registration.v0_envs)
 #: The v1 environments and all of them (the generic property tests run on every id).
@@ -64,39 +56,6 @@ DIFFICULTIES = ("easy", "medium", "hard")
 def ignore_v0_out_of_date() -> None:
     """Gymnasium flags a v0 id as out of date once v1 is registered (tested on its own)."""
     warnings.filterwarnings("ignore", message=r".*-v0 is out of date", category=DeprecationWarning)
-
-
-def reference_env(env_id: str, difficulty: str):
-    """A fresh reference (NumPy, Gymnasium) environment."""
-    module, cls = REFERENCE_ENVS[env_id]
-    return getattr(importlib.import_module(module), cls)(difficulty=difficulty)
-
-
-def reference_returns(
-    env_id: str, difficulty: str, policy, n_episodes: int, seed: int
-) -> np.ndarray:
-    """Episode returns of the reference package.
-
-    A fresh reference env per episode: that is the v0 semantics (the
-    reference carries PK parameters and the SA interval across resets).
-    ``policy(obs, rng, env) -> action``.
-    """
-    rng = np.random.default_rng(seed)
-    returns = np.empty(n_episodes)
-    for episode in range(n_episodes):
-        env = reference_env(env_id, difficulty)
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs, rng, env))
-            total += reward
-            done = terminated or truncated
-        returns[episode] = total
-    return returns
-
-
-def reference_random_policy(obs, rng, env):
-    return rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
 
 
 @pytest.fixture(params=ENV_IDS)

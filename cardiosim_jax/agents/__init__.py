@@ -1,24 +1,34 @@
-"""Baseline policies: pure functions ``policy(policy_params, obs, key) -> action``."""
+"""Baseline policies: pure functions ``policy(policy_params, obs, key) -> action``.
+
+The random policy, the MPC oracle and the probe policies are generic and live
+here; each environment's heuristic lives in its package (``cardiosim_jax.envs``)
+and is re-exported here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cardiosim_jax.agents.defibrillation_v1 import (
+from cardiosim_jax.agents.random import RandomPolicyParams, random_policy, random_policy_params
+from cardiosim_jax.envs.antiarrhythmic_dosing import (
+    HeuristicDosingParams,
+    HeuristicDosingV1Params,
+    heuristic_dosing_policy,
+    heuristic_dosing_v1_policy,
+)
+from cardiosim_jax.envs.defibrillation_timing import (
+    AlwaysShockParams,
     HeuristicDefibrillationV1Params,
+    always_shock_policy,
     heuristic_defibrillation_v1_policy,
 )
-from cardiosim_jax.agents.dosing_v1 import HeuristicDosingV1Params, heuristic_dosing_v1_policy
-from cardiosim_jax.agents.heuristic import (
-    AlwaysShockParams,
-    HeuristicDosingParams,
+from cardiosim_jax.envs.pacing_control import (
     HeuristicPacingParams,
-    always_shock_policy,
-    heuristic_dosing_policy,
+    HeuristicPacingV1Params,
     heuristic_pacing_policy,
+    heuristic_pacing_v1_policy,
 )
-from cardiosim_jax.agents.pacing_v1 import HeuristicPacingV1Params, heuristic_pacing_v1_policy
-from cardiosim_jax.agents.random import RandomPolicyParams, random_policy, random_policy_params
+from cardiosim_jax.registration import spec
 
 __all__ = [
     "AlwaysShockParams",
@@ -51,16 +61,8 @@ def baseline_policy(name: str, env: Any, env_params: Any) -> tuple[Any, Any]:
     if name == "random":
         return random_policy, random_policy_params(env, env_params)
     if name == "heuristic":
-        heuristics = {
-            "PacingControl-v0": (heuristic_pacing_policy, HeuristicPacingParams()),
-            "AntiarrhythmicDosing-v0": (heuristic_dosing_policy, HeuristicDosingParams()),
-            "DefibrillationTiming-v0": (always_shock_policy, AlwaysShockParams()),
-            "PacingControl-v1": (heuristic_pacing_v1_policy, HeuristicPacingV1Params()),
-            "AntiarrhythmicDosing-v1": (heuristic_dosing_v1_policy, HeuristicDosingV1Params()),
-            "DefibrillationTiming-v1": (
-                heuristic_defibrillation_v1_policy,
-                HeuristicDefibrillationV1Params(),
-            ),
-        }
-        return heuristics[env.env_id]
+        heuristic = spec(env.env_id).heuristic
+        if heuristic is None:
+            raise ValueError(f"{env.env_id} registers no heuristic; accepted: ['random']")
+        return heuristic
     raise ValueError(f"unknown baseline policy {name!r}; accepted: ['random', 'heuristic']")

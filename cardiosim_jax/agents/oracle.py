@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from cardiosim_jax.envs.base import transition
 from cardiosim_jax.rollout import EpisodeStats, episode_inputs
 
 
@@ -146,8 +147,9 @@ def _simulate(
         if policy is not None:
             guided = policy(policy_params, obs, jax.random.fold_in(key, 1))
             action = jnp.where(use_policy, jnp.asarray(guided, planned.dtype), planned)
-        next_obs, next_state, reward, terminated, _ = env.step_env(key, state, action, params)
-        truncated = env.is_truncated(next_state, params)
+        next_obs, next_state, reward, terminated, truncated, _ = transition(
+            env, key, state, action, params
+        )
         total = total + jnp.where(alive, reward, 0.0)
         alive = alive & ~(terminated | truncated)
         return (next_state, next_obs if policy is not None else obs, total, alive), action

@@ -60,6 +60,22 @@ def conform_action(action: Any, action_shape: tuple[int, ...], env_name: str) ->
     )
 
 
+def transition(
+    env: Any, key: jax.Array, state: Any, action: Any, params: Any
+) -> tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+    """One transition without auto-reset: ``(obs, state, reward, terminated, truncated, info)``.
+
+    ``env.step_env`` and gymnax's time limit (``env.is_truncated`` of the new
+    state), for any gymnax environment. ``key`` is the transition's own key:
+    ``env.step(key, ...)`` passes the first half of ``prng.split(key)``. It is
+    the one no-reset step behind :meth:`CardioSimEnvironment.step`, rollouts,
+    the batched step, the Gymnasium adapter and the oracles, so a finished
+    episode's final state can be kept where the caller needs it.
+    """
+    obs, next_state, reward, terminated, info = env.step_env(key, state, action, params)
+    return obs, next_state, reward, terminated, env.is_truncated(next_state, params), info
+
+
 def rescale_action(action: Any, low: Any, high: Any) -> jax.Array:
     """Map a normalised action in [-1, 1] affinely onto ``[low, high]`` (no clipping).
 
@@ -145,6 +161,30 @@ def broadcast_population(params: Any) -> Any:
     if not batch_shape:
         return params
     return jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, batch_shape), params)
+
+
+def population_axis(params: Any, size: int) -> int | None:
+    """The ``vmap`` axis of ``params`` over ``size`` patients: ``0`` or ``None`` (shared).
+
+    The one rule every batched caller (rollouts, the batched step, the trainer,
+    the Gymnasium vector adapter, the oracles) applies: every parameter is a
+    scalar per patient, so any leaf with an axis makes ``params`` a population,
+    and then every leaf must have a leading axis of ``size``
+    (:func:`broadcast_population`, as ``make`` builds them).
+
+    Raises:
+        ValueError: a batched leaf without a leading axis of ``size``.
+    """
+    leaves = jax.tree_util.tree_leaves(params)
+    if not any(np.ndim(leaf) > 0 for leaf in leaves):
+        return None
+    if any(np.shape(leaf)[:1] != (size,) for leaf in leaves):
+        shapes = sorted({tuple(np.shape(leaf)) for leaf in leaves})
+        raise ValueError(
+            f"a population of env params needs a leading axis of {size} on every leaf; "
+            f"got leaf shapes {shapes}"
+        )
+    return 0
 
 
 def _nested_fields(params: Any) -> dict[str, tuple[str, ...]]:
@@ -318,8 +358,9 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
             params = self.default_params
         action = conform_action(action, self.action_shape, self.env_id)
         key_step, key_reset = prng.split(key)
-        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
-        truncated = self.is_truncated(state_st, params)
+        obs_st, state_st, reward, terminated, truncated, info = transition(
+            self, key_step, state, action, params
+        )
         done = jnp.logical_or(terminated, truncated)
         obs_re, state_re = self.reset_env(key_reset, params)
         state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)

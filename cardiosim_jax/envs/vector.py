@@ -21,11 +21,13 @@ and all branches run: still exact, no longer cheaper.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from cardiosim_jax.envs.base import population_axis, transition
 from cardiosim_jax.models import prng
 
 #: Default fraction of the batch that gets a reset slot per step (1 / reset_ratio).
@@ -35,11 +37,6 @@ BatchedStep = Callable[
     [jax.Array, Any, jax.Array, Any],
     tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]],
 ]
-
-
-def _params_axes(params: Any) -> Any:
-    """vmap axes of ``params``: 0 for per-patient (batched) leaves, None for shared ones."""
-    return jax.tree.map(lambda leaf: 0 if jnp.ndim(leaf) > 0 else None, params)
 
 
 def _batch_keys(key: jax.Array, batch_size: int) -> jax.Array:
@@ -93,15 +90,14 @@ def make_batched_step(
     def _step(
         keys: jax.Array, states: Any, actions: jax.Array, params: Any
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
-        axes = _params_axes(params)
+        axes = population_axis(params, batch_size)
         keys = _batch_keys(keys, batch_size)
         # The same split as env.step, per patient.
         split = jax.vmap(prng.split)(keys)
         key_step, key_reset = split[:, 0], split[:, 1]
-        obs_st, state_st, reward, terminated, info = jax.vmap(
-            env.step_env, in_axes=(0, 0, 0, axes)
+        obs_st, state_st, reward, terminated, truncated, info = jax.vmap(
+            partial(transition, env), in_axes=(0, 0, 0, axes)
         )(key_step, states, actions, params)
-        truncated = jax.vmap(env.is_truncated, in_axes=(0, axes))(state_st, params)
         done = terminated | truncated
         n_done = jnp.sum(done, dtype=jnp.int32)
 
@@ -113,9 +109,7 @@ def make_batched_step(
             # the batch and are dropped when writing back.
             (index,) = jnp.nonzero(done, size=num_resets, fill_value=batch_size)
             safe = jnp.minimum(index, batch_size - 1)
-            slot_params = jax.tree.map(
-                lambda leaf, axis: leaf if axis is None else leaf[safe], params, axes
-            )
+            slot_params = params if axes is None else jax.tree.map(lambda leaf: leaf[safe], params)
             obs_re, state_re = jax.vmap(env.reset_env, in_axes=(0, axes))(
                 key_reset[safe], slot_params
             )

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 from flax import serialization
 
 import cardiosim_jax
-from cardiosim_jax.training.ppo import ActorCritic, PPOConfig, PPOPolicyParams, RunningMeanStd
+from cardiosim_jax.training.config import PPOConfig
+from cardiosim_jax.training.networks import ActorCritic, PPOPolicyParams
+from cardiosim_jax.training.normalization import RunningMeanStd
 
 POLICY_FILE = "policy.msgpack"
 CONFIG_FILE = "config.json"

@@ -1,0 +1,290 @@
+"""Experiments behind the CLI and ``baselines/``: train seeds, evaluate, Table 2, sweeps.
+
+Each function returns data (JSON-ready dicts, :class:`~cardiosim_jax.training.ppo.TrainOutput`);
+writing files and printing is left to the caller (``cardiosim_jax.cli``, the
+``baselines/`` scripts). One evaluation-key rule serves them all: PPO seed
+``i`` of a run started from ``seed`` plays the ``i``-th key of
+``split(PRNGKey(seed + 1), n_seeds)`` (:func:`evaluate_trained`), and
+:func:`baseline_on_ppo_episodes` replays exactly those episodes, so baselines
+and trained policies are compared on the same patients and random events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+import cardiosim_jax
+from cardiosim_jax import agents
+from cardiosim_jax.evaluation import evaluate
+from cardiosim_jax.training import ppo
+
+#: Paper protocol for Table 2: defibrillation on easy, the others on medium.
+TABLE2_PROTOCOL = {
+    "PacingControl-v0": "medium",
+    "AntiarrhythmicDosing-v0": "medium",
+    "DefibrillationTiming-v0": "easy",
+}
+#: Paper Table 2, mean and std over 20 episodes.
+TABLE2_PAPER = {
+    "PacingControl-v0": {"random": (-369322, 1545175), "heuristic": (129, 6), "ppo": (-646, 284)},
+    "AntiarrhythmicDosing-v0": {"random": (-31, 5), "heuristic": (169, 16), "ppo": (129, 32)},
+    "DefibrillationTiming-v0": {"random": (136, 22), "heuristic": None, "ppo": (128, 27)},
+}
+
+Log = Callable[[str], None]
+
+
+def log_to_stderr(message: str) -> None:
+    """Progress goes to stderr, so stdout stays machine-readable."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class StderrProgress:
+    """Redirect a progress reporter's prints to stderr (stdout stays machine-readable)."""
+
+    def __init__(self, inner: ppo.ConsoleProgress) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any) -> None:
+        stdout, sys.stdout = sys.stdout, sys.stderr
+        try:
+            self.inner(*args)
+        finally:
+            sys.stdout = stdout
+
+
+def train_seeds(
+    config: ppo.PPOConfig, n_seeds: int, seed: int, label: str = "", log: Log = log_to_stderr
+) -> ppo.TrainOutput:
+    """Train ``n_seeds`` seeds of ``config`` in one compiled call, from ``split(PRNGKey(seed))``."""
+    progress = StderrProgress(ppo.ConsoleProgress(config.num_updates, label=label))
+    train = jax.jit(jax.vmap(ppo.make_train(config, progress)))
+    log(
+        f"{label}training {n_seeds} seed(s) x {config.num_updates} updates x "
+        f"{config.batch_size} steps on {config.env_id} ({config.difficulty}); compiling..."
+    )
+    start = time.perf_counter()
+    out = jax.block_until_ready(train(jax.random.split(jax.random.PRNGKey(seed), n_seeds)))
+    log(f"{label}trained in {time.perf_counter() - start:.1f}s (compilation included)")
+    return out
+
+
+def evaluate_baselines(
+    env: Any,
+    env_params: Any,
+    n_episodes: int,
+    seed: int = 0,
+    names: tuple[str, ...] = ("random", "heuristic"),
+) -> dict[str, dict]:
+    """``name -> evaluate(...)`` cell of each baseline policy, ``n_episodes`` from key ``seed``."""
+    cells = {}
+    for name in names:
+        policy, policy_params = agents.baseline_policy(name, env, env_params)
+        cells[name] = evaluate(
+            policy, env, env_params, jax.random.PRNGKey(seed), n_episodes, 1, policy_params
+        )
+    return cells
+
+
+def evaluation_key(seed: int) -> jax.Array:
+    """The key trained seeds are evaluated from: one after the training key."""
+    return jax.random.PRNGKey(seed + 1)
+
+
+def evaluate_policies(
+    policies: ppo.PPOPolicyParams,
+    env: Any,
+    env_params: Any,
+    n_seeds: int,
+    episodes: int,
+    seed: int = 0,
+) -> dict:
+    """Evaluate ``n_seeds`` stacked PPO policies deterministically, ``episodes`` each.
+
+    Seed ``i`` plays the ``i``-th key of ``split(evaluation_key(seed), n_seeds)``
+    (one key, unsplit, when ``n_seeds`` is 1).
+    """
+    return evaluate(
+        ppo.ppo_policy,
+        env,
+        env_params,
+        evaluation_key(seed),
+        episodes,
+        n_seeds,
+        policies if n_seeds > 1 else jax.tree_util.tree_map(lambda x: x[0], policies),
+    )
+
+
+def evaluate_trained(
+    out: ppo.TrainOutput, config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int = 0
+) -> dict:
+    """:func:`evaluate_policies` of a training run on its own environment and tier."""
+    env, env_params = cardiosim_jax.make(config.env_id, config.difficulty)
+    return evaluate_policies(out.policy, env, env_params, n_seeds, episodes, seed)
+
+
+def train_and_evaluate(
+    config: ppo.PPOConfig, n_seeds: int, episodes: int, seed: int = 0, label: str = ""
+) -> tuple[ppo.TrainOutput, dict]:
+    """Train ``n_seeds`` seeds (:func:`train_seeds`) and evaluate each (:func:`evaluate_trained`).
+
+    The returned cell (:func:`cardiosim_jax.evaluation.evaluate`'s) also holds
+    ``train_seconds`` (compilation included) and ``timesteps`` per seed.
+    """
+    start = time.perf_counter()
+    out = train_seeds(config, n_seeds, seed, label=label)
+    seconds = time.perf_counter() - start
+    cell = evaluate_trained(out, config, n_seeds, episodes, seed)
+    return out, {**cell, "train_seconds": seconds, "timesteps": config.total_timesteps}
+
+
+def baseline_on_ppo_episodes(
+    env: Any, env_params: Any, name: str, n_seeds: int, episodes: int, seed: int = 0
+) -> dict:
+    """A baseline's per-seed means on the episodes each PPO seed was evaluated on.
+
+    The same keys as :func:`evaluate_policies` give the same patients and random
+    events (common random numbers), so PPO-minus-baseline differences are paired.
+    """
+    policy, policy_params = agents.baseline_policy(name, env, env_params)
+    tiled = jax.tree_util.tree_map(
+        lambda x: np.broadcast_to(x, (n_seeds, *np.shape(x))), policy_params
+    )
+    cell = evaluate(policy, env, env_params, evaluation_key(seed), episodes, n_seeds, tiled)
+    return {"seed_means": cell["seed_means"], "mean": cell["mean"]}
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def run_sweep(
+    base: ppo.PPOConfig,
+    learning_rates: Sequence[float],
+    ent_coefs: Sequence[float],
+    n_seeds: int,
+    episodes: int,
+    seed: int = 0,
+    log: Log = log_to_stderr,
+) -> list[dict]:
+    """Train the grid of learning rates x entropy coefficients x seeds in one compiled call.
+
+    Returns one row per setting (``learning_rate``, ``ent_coef`` and the
+    :func:`evaluate_policies` cell over its seeds).
+    """
+    grid = list(itertools.product(learning_rates, ent_coefs))
+    configs = [base.replace(learning_rate=lr, ent_coef=ent) for lr, ent in grid]
+    stacked = ppo.stack_configs(configs)
+    progress = StderrProgress(ppo.ConsoleProgress(base.num_updates, label="sweep "))
+    train = ppo.make_train(base, progress)
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+    run = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
+    log(f"sweep: {len(grid)} settings x {n_seeds} seeds in one compiled call; compiling...")
+    start = time.perf_counter()
+    out = jax.block_until_ready(run(keys, stacked))
+    log(f"sweep trained in {time.perf_counter() - start:.1f}s")
+
+    env, env_params = cardiosim_jax.make(base.env_id, base.difficulty)
+    rows = []
+    for i, (lr, ent) in enumerate(grid):
+        policies = jax.tree_util.tree_map(lambda x, i=i: x[i], out.policy)
+        result = evaluate_policies(policies, env, env_params, n_seeds, episodes, seed)
+        rows.append({"learning_rate": lr, "ent_coef": ent, **result})
+    return rows
+
+
+def sweep_markdown(
+    rows: list[dict], base: ppo.PPOConfig, preset: str, n_seeds: int, episodes: int
+) -> str:
+    """The sweep's results table (``episodes`` evaluation episodes per seed)."""
+    lines = [
+        f"Sweep on {base.env_id} ({base.difficulty}), preset {preset}, {n_seeds} seeds, "
+        f"{episodes} evaluation episodes per seed",
+        "",
+        "| learning rate | ent_coef | mean | IQM | 95% CI (over seeds) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['learning_rate']:g} | {row['ent_coef']:g} | {row['mean']:.1f} | "
+            f"{row['iqm']:.1f} | "
+            f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- Table 2
+
+
+def run_table2(
+    quick: bool,
+    seeds: int | None = None,
+    episodes: int | None = None,
+    seed: int = 0,
+    preset: str = "paper",
+) -> tuple[dict, str]:
+    """Random, heuristic and PPO on the three environments with the paper's protocol."""
+    n_seeds = seeds or (2 if quick else 8)
+    n_episodes = episodes or (200 if quick else 1000)
+    results: dict[str, dict] = {}
+    for env_id, difficulty in TABLE2_PROTOCOL.items():
+        env, env_params = cardiosim_jax.make(env_id, difficulty)
+        results[env_id] = {}
+        names = ("random", "heuristic") if env_id != "DefibrillationTiming-v0" else ("random",)
+        for name, cell in evaluate_baselines(env, env_params, n_episodes, seed, names).items():
+            results[env_id][name] = {**cell, "n_seeds": 1}
+        config = ppo.preset(preset, env_id)
+        if quick:  # a tenth of the budget: a smoke run of the full protocol
+            config = config.replace_static(
+                total_timesteps=max(config.batch_size, config.total_timesteps // 10)
+            )
+        out, cell = train_and_evaluate(config, n_seeds, n_episodes, seed, label=f"[{env_id}] ")
+        results[env_id]["ppo"] = {
+            **cell,
+            "learning_curve": {
+                "timesteps": np.asarray(out.metrics["timesteps"])[0].tolist(),
+                "episode_return": np.asarray(out.metrics["episode_return"]).tolist(),
+            },
+        }
+    return results, table2_markdown(results, quick, preset)
+
+
+def table2_markdown(results: dict, quick: bool, preset: str) -> str:
+    """Table 2 as markdown: the paper's cells beside ours."""
+
+    def paper(env_id: str, name: str) -> str:
+        cell = TABLE2_PAPER[env_id][name]
+        return "–" if cell is None else f"{cell[0]:,} ± {cell[1]:,}"
+
+    def ours(cell: dict | None) -> str:
+        if cell is None:
+            return "–"
+        lo, hi = cell["ci95"]
+        return (
+            f"{cell['mean']:,.1f} ± {cell['std']:,.1f} (IQM {cell['iqm']:,.1f}; "
+            f"95% CI {lo:,.1f} to {hi:,.1f}; "
+            f"{cell['n_seeds']}x{cell['n_episodes'] // cell['n_seeds']})"
+        )
+
+    lines = [
+        f"Table 2{' (quick: PPO at 1/10 budget)' if quick else ''}, PPO preset '{preset}'. "
+        "Ours: mean ± std over episodes (IQM; 95% bootstrap CI of the mean, over seeds for PPO; "
+        "seeds x episodes per seed).",
+        "",
+        "| Environment | Policy | Paper (20 episodes) | cardiosim-jax |",
+        "|---|---|---:|---:|",
+    ]
+    for env_id, cells in results.items():
+        for name in ("random", "heuristic", "ppo"):
+            if name in cells:
+                lines.append(
+                    f"| {env_id} ({TABLE2_PROTOCOL[env_id]}) | {name} | {paper(env_id, name)} | "
+                    f"{ours(cells[name])} |"
+                )
+    return "\n".join(lines) + "\n"

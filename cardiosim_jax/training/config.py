@@ -1,0 +1,205 @@
+"""PPO settings as typed data: :class:`PPOConfig` and the ``paper`` and ``tuned`` presets.
+
+The continuous hyperparameters (learning rate, entropy coefficient, clip range,
+gamma, GAE lambda, ...) are pytree leaves of :class:`PPOConfig`; shapes (number
+of environments, steps, minibatches, network sizes) are static fields. A stack
+of configs that share the static fields (:func:`stack_configs`) is one ``vmap``
+of one compiled ``train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+import cardiosim_jax
+
+#: Hidden-layer activations by the name :attr:`PPOConfig.activation` takes.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"tanh": nn.tanh, "relu": nn.relu}
+
+
+def _unknown_env_error(env_id: str) -> ValueError:
+    # One line, as the CLI prints it.
+    return ValueError(
+        f"unknown environment id {env_id!r}; registered: {list(cardiosim_jax.registered_envs)}"
+    )
+
+
+@struct.dataclass
+class PPOConfig:
+    """PPO settings. Static fields fix shapes; the others are vmappable leaves."""
+
+    env_id: str = struct.field(pytree_node=False, default="AntiarrhythmicDosing-v0")
+    difficulty: str = struct.field(pytree_node=False, default="medium")
+    num_envs: int = struct.field(pytree_node=False, default=1)
+    num_steps: int = struct.field(pytree_node=False, default=2048)
+    total_timesteps: int = struct.field(pytree_node=False, default=200_000)
+    minibatch_size: int = struct.field(pytree_node=False, default=64)
+    update_epochs: int = struct.field(pytree_node=False, default=10)
+    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
+    activation: str = struct.field(pytree_node=False, default="tanh")
+    normalize_observations: bool = struct.field(pytree_node=False, default=False)
+    symlog_observations: bool = struct.field(pytree_node=False, default=False)
+    symlog_rewards: bool = struct.field(pytree_node=False, default=False)
+    rescale_actions: bool = struct.field(pytree_node=False, default=False)
+    anneal_lr: bool = struct.field(pytree_node=False, default=False)
+    #: Initial mean action in environment units (None: the policy's raw mean starts at 0).
+    init_action: tuple[float, ...] | None = struct.field(pytree_node=False, default=None)
+    #: Split the environments over all devices (``cardiosim_jax.sharding``); needs
+    #: ``num_envs`` and ``minibatch_size`` divisible by the device count.
+    shard_envs: bool = struct.field(pytree_node=False, default=False)
+    learning_rate: float = 3e-4
+    ent_coef: float = 0.0
+    clip_eps: float = 0.2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    init_log_std: float = 0.0
+    reward_scale: float = 1.0
+    reward_clip: float = float("inf")
+    #: Weight of the temporal action-smoothness loss (CAPS, Mysore et al. 2021): the mean
+    #: Euclidean distance between the policy's mean actions (raw units) at consecutive
+    #: steps of an episode. The term is compiled in only when ``make_train``'s config has a
+    #: nonzero value (0 leaves the loss, and every committed result, unchanged).
+    smoothness_coef: float = 0.0
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout (``num_envs x num_steps``)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_minibatches(self) -> int:
+        return max(1, self.batch_size // self.minibatch_size)
+
+    @property
+    def num_updates(self) -> int:
+        """Rollout-and-update iterations in ``total_timesteps`` (at least one)."""
+        return max(1, self.total_timesteps // self.batch_size)
+
+    def replace_static(self, **changes: Any) -> PPOConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, registered_env: bool = True) -> None:
+        """Raise ``ValueError`` for settings that cannot train.
+
+        ``registered_env=False`` skips the check that ``env_id`` is a registered
+        id (``make_train`` given an environment object trains on that instead).
+        """
+        if registered_env and self.env_id.removeprefix("cardiosim/") not in (
+            cardiosim_jax.registered_envs
+        ):
+            raise _unknown_env_error(self.env_id)
+        if self.batch_size % self.minibatch_size:
+            raise ValueError(
+                f"num_envs x num_steps ({self.batch_size}) must be a multiple of "
+                f"minibatch_size ({self.minibatch_size})"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} not in {sorted(ACTIVATIONS)}")
+        for name in ("num_envs", "num_steps", "total_timesteps", "minibatch_size", "update_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        smoothness = np.asarray(self.smoothness_coef, np.float64)
+        if not (np.all(np.isfinite(smoothness)) and np.all(smoothness >= 0)):
+            raise ValueError(f"smoothness_coef must be finite and >= 0, got {self.smoothness_coef}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples as lists, array leaves as lists or floats)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            value = np.asarray(value).tolist() if not isinstance(value, str | tuple) else value
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["hidden_sizes"] = tuple(data.get("hidden_sizes", (64, 64)))
+        if data.get("init_action") is not None:
+            data["init_action"] = tuple(data["init_action"])
+        return cls(**data)
+
+
+def stack_configs(configs: Sequence[PPOConfig]) -> PPOConfig:
+    """Stack configs with equal static fields into one config with batched leaves (for vmap)."""
+    return jax.tree_util.tree_map(
+        lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]), *configs
+    )
+
+
+# --------------------------------------------------------------------------- presets
+
+#: Many parallel environments, normalised observations, actions rescaled to the bounds.
+#: The ``tuned`` preset is these settings plus what the environment's package registers
+#: (``EnvSpec.ppo_tuned``); without an entry, these alone (with :class:`PPOConfig`'s
+#: 200,000-step budget and gamma 0.99).
+_TUNED_COMMON = dict(
+    num_envs=64,
+    num_steps=128,
+    minibatch_size=1024,
+    update_epochs=4,
+    normalize_observations=True,
+    rescale_actions=True,
+    anneal_lr=True,
+    learning_rate=1e-3,
+    ent_coef=0.0,
+    clip_eps=0.2,
+    gae_lambda=0.95,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    init_log_std=-0.5,
+)
+PRESETS = ("paper", "tuned")
+
+
+def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: Any) -> PPOConfig:
+    """The ``paper`` or ``tuned`` configuration for a registered environment.
+
+    Each environment's settings come from its package's registration
+    (:class:`cardiosim_jax.registration.EnvSpec`): ``paper`` is ``ppo_paper``
+    (the paper's Table 1, v0 environments only); ``tuned`` is the common
+    settings updated by ``ppo_tuned`` (the common settings alone without one).
+    ``difficulty`` (default: the paper's tier, else ``"medium"``) and
+    ``overrides`` (any :class:`PPOConfig` field) replace the preset's values.
+    Raises ``ValueError`` for an unknown preset, an unregistered id, or
+    settings that cannot train.
+    """
+    env_id = env_id.removeprefix("cardiosim/")
+    if env_id not in cardiosim_jax.registered_envs:
+        raise _unknown_env_error(env_id)
+    spec = cardiosim_jax.registration.spec(env_id)
+    paper = spec.ppo_paper
+    if name == "paper":
+        if paper is None:
+            with_paper = [
+                i
+                for i in cardiosim_jax.registered_envs
+                if cardiosim_jax.registration.spec(i).ppo_paper is not None
+            ]
+            raise ValueError(
+                f"the paper preset exists only for the v0 environments {with_paper}; "
+                f"use the tuned preset for {env_id}"
+            )
+        settings = dict(paper)
+    elif name == "tuned":
+        default_tier = (paper or {}).get("difficulty", "medium")
+        settings = {"difficulty": default_tier, **_TUNED_COMMON, **spec.ppo_tuned}
+    else:
+        raise ValueError(f"unknown preset {name!r}; accepted: {list(PRESETS)}")
+    if difficulty is not None:
+        settings["difficulty"] = difficulty
+    settings.update(overrides)
+    config = PPOConfig(env_id=env_id, **settings)
+    config.validate()
+    return config

@@ -1,0 +1,146 @@
+"""Actor-critic networks, the Gaussian policy, and trained policies as evaluation functions.
+
+Like Stable-Baselines3, the Gaussian is unsquashed and its sample is clipped to
+the action bounds only when sent to the environment; ``rescale_actions`` maps
+the policy's [-1, 1] onto the bounds instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from flax.linen.initializers import constant
+
+from cardiosim_jax.training.config import ACTIVATIONS
+from cardiosim_jax.training.normalization import RunningMeanStd, preprocess
+
+
+def orthogonal(scale: float = 1.0, iterations: int = 60) -> Callable[..., jax.Array]:
+    """Orthogonal initializer from matrix products only (no LAPACK).
+
+    The orthogonal polar factor of a Gaussian matrix, found by Newton-Schulz
+    iteration, is Haar-distributed like the usual QR construction. The QR
+    route calls LAPACK, and jaxlib's batched CPU QR kernel can deadlock when
+    initialisation is vmapped over seeds; matrix products cannot.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        rows, cols = shape[0], int(np.prod(shape[1:]))
+        tall, short = max(rows, cols), min(rows, cols)
+        x = jax.random.normal(key, (tall, short), jnp.float32)
+        x = x / jnp.linalg.norm(x)  # all singular values now in (0, 1]
+        # Each step maps s -> 1.5 s - 0.5 s^3, towards 1. A rolled loop: unrolled, the
+        # 60 steps put ~700 matrix products in every PPO program and doubled compile time.
+        x = jax.lax.fori_loop(0, iterations, lambda _, x: 1.5 * x - 0.5 * x @ (x.T @ x), x)
+        x = x if rows >= cols else x.T
+        return (scale * x).reshape(shape).astype(dtype)
+
+    return init
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs; Gaussian policy with a state-independent log-std.
+
+    ``__call__(obs) -> (mean, log_std, value)``: the raw (pre-clip) mean action,
+    its log standard deviation broadcast to the mean's shape, and the state value.
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        act = ACTIVATIONS[self.activation]
+        actor = obs
+        for width in self.hidden_sizes:
+            actor = act(
+                nn.Dense(width, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(actor)
+            )
+        mean = nn.Dense(
+            self.action_dim,
+            kernel_init=orthogonal(0.01),
+            bias_init=constant(0.0),
+            name="actor_mean",
+        )(actor)
+        log_std = self.param("log_std", constant(self.init_log_std), (self.action_dim,))
+        critic = obs
+        for width in self.hidden_sizes:
+            critic = act(
+                nn.Dense(width, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(critic)
+            )
+        value = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))(critic)
+        return mean, jnp.broadcast_to(log_std, mean.shape), jnp.squeeze(value, -1)
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """Log-density of ``x`` under a diagonal Gaussian, summed over the last axis."""
+    z = (x - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    """Entropy (nats) of a diagonal Gaussian, summed over the last axis."""
+    return jnp.sum(log_std + 0.5 * jnp.log(2.0 * jnp.pi * jnp.e), axis=-1)
+
+
+def to_env_action(raw: jax.Array, low: jax.Array, high: jax.Array, rescale: bool) -> jax.Array:
+    """Map a raw Gaussian sample to an environment action inside ``[low, high]``."""
+    if rescale:
+        return low + 0.5 * (jnp.clip(raw, -1.0, 1.0) + 1.0) * (high - low)
+    return jnp.clip(raw, low, high)
+
+
+def from_env_action(action: jax.Array, low: jax.Array, high: jax.Array, rescale: bool) -> jax.Array:
+    """The raw policy output that :func:`to_env_action` maps to ``action``."""
+    return 2.0 * (action - low) / (high - low) - 1.0 if rescale else action
+
+
+# --------------------------------------------------------------------------- trained policies
+
+
+@struct.dataclass
+class PPOPolicyParams:
+    """Everything a trained policy needs to act: network weights, normalisation, action bounds."""
+
+    network: Any
+    obs_stats: RunningMeanStd
+    action_low: jax.Array
+    action_high: jax.Array
+    normalize_observations: bool = struct.field(pytree_node=False, default=False)
+    symlog_observations: bool = struct.field(pytree_node=False, default=False)
+    rescale_actions: bool = struct.field(pytree_node=False, default=False)
+    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
+    activation: str = struct.field(pytree_node=False, default="tanh")
+
+
+def policy_network(params: PPOPolicyParams) -> ActorCritic:
+    """The network module whose weights ``params.network`` holds."""
+    return ActorCritic(params.action_low.shape[-1], params.hidden_sizes, params.activation)
+
+
+def _prepare(params: PPOPolicyParams, obs: jax.Array) -> jax.Array:
+    return preprocess(
+        obs, params.obs_stats, params.normalize_observations, params.symlog_observations
+    )
+
+
+def ppo_policy(params: PPOPolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """Deterministic (mean) action of a trained policy; ``key`` is unused."""
+    del key
+    mean, _, _ = policy_network(params).apply(params.network, _prepare(params, obs))
+    return to_env_action(mean, params.action_low, params.action_high, params.rescale_actions)
+
+
+def ppo_stochastic_policy(params: PPOPolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """An action sampled from the trained Gaussian policy."""
+    mean, log_std, _ = policy_network(params).apply(params.network, _prepare(params, obs))
+    raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return to_env_action(raw, params.action_low, params.action_high, params.rescale_actions)

@@ -1,0 +1,86 @@
+"""PPO configuration: validation, serialisation and the paper and tuned presets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import cardiosim_jax
+from cardiosim_jax.training import config as ppo_config
+from cardiosim_jax.training.config import PPOConfig, preset
+
+
+def test_paper_preset_is_table_1():
+    table1 = {
+        "PacingControl-v0": (3e-4, 2048, 0.01, 200_000, "medium"),
+        "AntiarrhythmicDosing-v0": (5e-4, 1024, 0.02, 300_000, "medium"),
+        "DefibrillationTiming-v0": (3e-4, 256, 0.10, 500_000, "easy"),
+    }
+    for env_id, (lr, steps, ent, total, difficulty) in table1.items():
+        config = preset("paper", env_id)
+        assert (config.learning_rate, config.num_steps, config.ent_coef) == (lr, steps, ent)
+        assert (config.total_timesteps, config.difficulty) == (total, difficulty)
+        assert (config.minibatch_size, config.update_epochs, config.num_envs) == (64, 10, 1)
+        assert (config.gamma, config.gae_lambda, config.clip_eps) == (0.99, 0.95, 0.2)
+        assert (config.vf_coef, config.max_grad_norm, config.hidden_sizes) == (0.5, 0.5, (64, 64))
+        assert not config.normalize_observations and config.activation == "tanh"
+
+
+def test_bad_presets_raise():
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("best", "PacingControl-v0")
+    with pytest.raises(ValueError, match="unknown environment id"):
+        preset("paper", "Pacing-v9")
+    with pytest.raises(ValueError, match="multiple of"):
+        preset("paper", "PacingControl-v0", minibatch_size=100)
+    with pytest.raises(ValueError, match="paper preset exists only for the v0"):
+        preset("paper", "PacingControl-v1")
+
+
+def test_every_registered_env_has_a_tuned_preset():
+    for env_id in cardiosim_jax.registered_envs:
+        config = preset("tuned", env_id)
+        assert config.env_id == env_id and config.normalize_observations
+
+
+def test_tuned_preset_falls_back_to_the_common_settings(monkeypatch):
+    # A registered environment without its own entry (as a newly added one would be).
+    spec = cardiosim_jax.registration.spec("DefibrillationTiming-v1")
+    monkeypatch.setitem(
+        cardiosim_jax.registration._REGISTRY,
+        "DefibrillationTiming-v1",
+        dataclasses.replace(spec, ppo_tuned={}),
+    )
+    config = preset("tuned", "DefibrillationTiming-v1", total_timesteps=4096)
+    assert config.env_id == "DefibrillationTiming-v1" and config.difficulty == "medium"
+    for name, value in ppo_config._TUNED_COMMON.items():
+        assert getattr(config, name) == value, name
+    assert config.total_timesteps == 4096 and config.gamma == PPOConfig.gamma
+    # An unregistered id still fails with the one-line error, whatever the preset.
+    for name in ppo_config.PRESETS:
+        with pytest.raises(ValueError, match=r"^unknown environment id 'Nope-v0'; registered: \["):
+            preset(name, "Nope-v0")
+
+
+def test_validate_can_skip_the_registry_for_a_given_env():
+    config = PPOConfig(env_id="Pendulum-v1", num_envs=4, num_steps=16, minibatch_size=32)
+    with pytest.raises(ValueError, match="unknown environment id 'Pendulum-v1'"):
+        config.validate()
+    config.validate(registered_env=False)
+    # The other checks still run.
+    with pytest.raises(ValueError, match="multiple of"):
+        config.replace_static(minibatch_size=48).validate(registered_env=False)
+
+
+def test_config_dict_round_trip():
+    config = preset("tuned", "PacingControl-v0", init_action=(1.0, 0.5))
+    data = config.to_dict()
+    assert data["hidden_sizes"] == [64, 64] and data["init_action"] == [1.0, 0.5]
+    assert PPOConfig.from_dict(data) == config
+
+
+@pytest.mark.parametrize("coef", [-0.1, float("nan"), float("inf")])
+def test_smoothness_coefficient_must_be_finite_and_non_negative(coef):
+    with pytest.raises(ValueError, match=r"smoothness_coef must be finite and >= 0, got"):
+        PPOConfig(smoothness_coef=coef).validate()
