@@ -15,7 +15,7 @@ from gymnax.environments import environment, spaces
 
 from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange, validate_parameters
-from cardiosim_jax.models.variability import Variability
+from cardiosim_jax.models.variability import Variability, lognormal_multiplier
 
 TState = TypeVar("TState", bound=environment.EnvState)
 TParams = TypeVar("TParams", bound=environment.EnvParams)
@@ -336,6 +336,26 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         if bounds is None:
             raise ValueError(f"parameter {name!r} of {self.env_id} has no literature range")
         return bounds
+
+    def draw_patient(self, key: jax.Array, params: TParams) -> dict[str, jax.Array]:
+        """One patient's values of the ``patient_variation`` parameters, for a reset.
+
+        Each is its typical value in ``params`` times a log-normal factor of CV
+        ``cv x params.patient_variability``, clipped to its literature range
+        (:meth:`parameter_range`); the factors use ``prng.split(key, n)`` in
+        declaration order. (``cardiosim_jax.patients.sample`` draws named cohorts
+        from the same table, vectorised over patients, with its own key layout.)
+        """
+        table = self.patient_variation
+        drawn = {}
+        for name_key, (name, variability) in zip(
+            prng.split(key, len(table)), table.items(), strict=True
+        ):
+            bounds = self.parameter_range(name)
+            factor = lognormal_multiplier(name_key, variability.cv * params.patient_variability)
+            typical = self.parameter_value(params, name)
+            drawn[name] = jnp.clip(typical * factor, bounds.low, bounds.high)
+        return drawn
 
     @partial(jax.jit, static_argnames=("self",))
     def step(

@@ -125,3 +125,28 @@ def test_bad_requests_say_what_is_accepted():
         patients.sample(jax.random.PRNGKey(0), "Nope-v1", 4)
     with pytest.raises(ValueError, match="unknown difficulty"):
         patients.cohort(V1_IDS[0], "extreme")
+
+
+@pytest.mark.parametrize("env_id", V1_IDS)
+def test_reset_draw_scales_the_tier_variability_and_stays_in_range(env_id):
+    env, hard = cardiosim_jax.make(env_id, "hard")
+    keys = jax.random.split(jax.random.PRNGKey(3), 512)
+    for params, spread in ((hard.replace(patient_variability=0.0), False), (hard, True)):
+        drawn = jax.vmap(env.draw_patient, in_axes=(0, None))(keys, params)
+        assert set(drawn) == set(env.patient_variation)
+        for name, values in drawn.items():
+            values = np.asarray(values)
+            bounds = env.parameter_range(name)
+            assert np.all((values >= bounds.low) & (values <= bounds.high)), name
+            typical = float(np.clip(env.parameter_value(params, name), bounds.low, bounds.high))
+            if not spread:  # no variability: every patient is the typical one
+                np.testing.assert_allclose(values, typical, rtol=1e-6, err_msg=name)
+                continue
+            cv = env.patient_variation[name].cv * float(hard.patient_variability)
+            inside = (values > bounds.low) & (values < bounds.high)
+            assert inside.mean() > 0.5, name
+            # Mean-one log-normal factors: the mean patient is the typical one and the
+            # spread is the CV's (clipping to the range only trims the tails).
+            assert 0.85 < np.mean(values / typical) < 1.15, name
+            assert np.std(np.log(values / typical)) < 1.1 * log_sd(cv) + 1e-6, name
+            assert np.std(np.log(values / typical)) > 0.3 * log_sd(cv), name

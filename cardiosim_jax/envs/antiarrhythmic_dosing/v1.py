@@ -67,7 +67,7 @@ from cardiosim_jax.models import fitzhugh_nagumo as fhn
 from cardiosim_jax.models import pharmacokinetics as pk
 from cardiosim_jax.models import prng
 from cardiosim_jax.models.validation import ParameterRange
-from cardiosim_jax.models.variability import Variability, lognormal_multiplier
+from cardiosim_jax.models.variability import Variability
 
 
 @struct.dataclass
@@ -425,17 +425,7 @@ class AntiarrhythmicDosingV1(CardioSimEnvironment[EnvState, EnvParams]):
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_patient, key_tone, key_membrane, key_obs, key_crcl = prng.split(key, 5)
-        patient_keys = prng.split(key_patient, len(PATIENT_VARIABILITY))
-        drawn = {}
-        ranges = {**self.parameter_ranges, **de.PARAMETER_RANGES}
-        for patient_key, (name, variability) in zip(
-            patient_keys, PATIENT_VARIABILITY.items(), strict=True
-        ):
-            typical = getattr(params.pd if name in de.PARAMETER_RANGES else params, name)
-            value = typical * lognormal_multiplier(
-                patient_key, params.patient_variability * variability.cv
-            )
-            drawn[name] = jnp.clip(value, ranges[name].low, ranges[name].high)
+        drawn = self.draw_patient(key_patient, params)
         zero = jnp.zeros((), jnp.float32)
         tone_fluctuation = params.tone_noise_std * prng.normal(key_tone)  # stationary start
         state = EnvState(

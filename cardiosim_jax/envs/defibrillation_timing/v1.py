@@ -52,7 +52,7 @@ from cardiosim_jax.envs.base import (
 from cardiosim_jax.models import prng, tissue
 from cardiosim_jax.models import shock_response as shock_model
 from cardiosim_jax.models.validation import ParameterRange
-from cardiosim_jax.models.variability import Variability, lognormal_multiplier
+from cardiosim_jax.models.variability import Variability
 
 #: Clinical time per environment step (s).
 STEP_SECONDS = 10.0
@@ -352,28 +352,6 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
             time=jnp.zeros((), jnp.int32),
         )
         return self.get_obs(state, params, key_obs), state
-
-    def draw_patient(self, key: jax.Array, params: EnvParams) -> dict[str, jax.Array]:
-        """This episode's values of the PATIENT_VARIABILITY parameters, clipped to their ranges."""
-        typical = {
-            "ecg_gain_mv": params.myocardium.ecg_gain_mv,
-            "cpr_quality": params.myocardium.cpr_quality,
-            "ischaemia_time_constant_s": params.myocardium.ischaemia_time_constant_s,
-            "e50_j": params.shock.e50_j,
-            "arrival_delay_min": params.arrival_delay_min,
-        }
-        ranges = {
-            **tissue.PARAMETER_RANGES,
-            **shock_model.PARAMETER_RANGES,
-            **self.parameter_ranges,
-        }
-        keys = prng.split(key, len(PATIENT_VARIABILITY))
-        drawn = {}
-        for name_key, (name, variability) in zip(keys, PATIENT_VARIABILITY.items(), strict=True):
-            factor = lognormal_multiplier(name_key, variability.cv * params.patient_variability)
-            bounds = ranges[name]
-            drawn[name] = jnp.clip(typical[name] * factor, bounds.low, bounds.high)
-        return drawn
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         # The VF waveform features exist only while the heart fibrillates.

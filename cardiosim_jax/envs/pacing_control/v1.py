@@ -62,7 +62,7 @@ from cardiosim_jax.envs.base import (
 )
 from cardiosim_jax.models import pacemaker, prng
 from cardiosim_jax.models.validation import ParameterRange
-from cardiosim_jax.models.variability import Variability, lognormal_multiplier
+from cardiosim_jax.models.variability import Variability
 
 
 @struct.dataclass
@@ -436,7 +436,7 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_patient, key_obs, key_va, key_threshold = prng.split(key, 4)
-        drawn = self._draw_patient(key_patient, params)
+        drawn = self.draw_patient(key_patient, params)
         # Retrograde conduction is a property of the patient: present or absent.
         has_va = prng.uniform(key_va) < params.va_conduction_prevalence
         patient = params.heart.replace(
@@ -530,20 +530,6 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
             ]
         )
         return spaces.Box(low=low, high=high, shape=(11,), dtype=jnp.float32)
-
-    @staticmethod
-    def _draw_patient(key: jax.Array, params: EnvParams) -> dict[str, jax.Array]:
-        """This episode's values of the ``PATIENT_VARIABILITY`` parameters, clipped to range."""
-        keys = prng.split(key, len(PATIENT_VARIABILITY))
-        drawn = {}
-        for i, (name, variability) in enumerate(PATIENT_VARIABILITY.items()):
-            if name in _HEART_FIELDS:
-                typical, bounds = getattr(params.heart, name), pacemaker.PARAMETER_RANGES[name]
-            else:
-                typical, bounds = getattr(params, name), PacingControlV1.parameter_ranges[name]
-            factor = lognormal_multiplier(keys[i], variability.cv * params.patient_variability)
-            drawn[name] = jnp.clip(typical * factor, bounds.low, bounds.high)
-        return drawn
 
 
 _HEART_FIELDS = frozenset(field.name for field in dataclasses.fields(pacemaker.PacedHeartParams))
