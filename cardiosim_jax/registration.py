@@ -103,21 +103,30 @@ v1_envs: tuple[str, ...] = (
 def register(spec: EnvSpec) -> None:
     """Register an environment with :func:`make`, gymnax and (if installed) Gymnasium.
 
-    Registering the same spec again is a no-op (a re-import or reload).
+    Registering a class again (a reload of its module, or an updated spec)
+    replaces its spec; the gymnax and Gymnasium entries, which look the spec
+    up when called, stay.
 
     Raises:
-        ValueError: the class has no ``env_id``, or another spec holds the id.
+        ValueError: the class has no ``env_id``, or another class holds the id.
     """
     env_id = getattr(spec.env_class, "env_id", None)
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"{spec.env_class.__name__} needs a string class attribute env_id")
     known = _REGISTRY.get(env_id)
-    if known is not None and known != spec:
-        raise ValueError(f"environment id {env_id!r} is already registered (by {known.env_class})")
+    if known is not None and _source(known.env_class) != _source(spec.env_class):
+        raise ValueError(
+            f"environment id {env_id!r} is already registered by {_source(known.env_class)}"
+        )
     _REGISTRY[env_id] = spec
     if env_id not in gymnax.registered_envs:
         gymnax.register(env_id, gymnax_factory(env_id))
     _register_gymnasium(env_id)
+
+
+def _source(env_class: type) -> str:
+    """Where a class is defined: the same after a module reload, unlike the class object."""
+    return f"{env_class.__module__}.{env_class.__qualname__}"
 
 
 def unregister(env_id: str) -> None:

@@ -53,8 +53,16 @@ def test_registered_everywhere_by_one_call():
     assert float(params.baseline_map_mmhg) == 50.0
     assert type(gymnax.make(ENV_ID)[0]) is type(env)
     assert f"cardiosim_jax/{ENV_ID}" in gymnasium.registry
-    with pytest.raises(ValueError, match="already registered"):
-        registration.register(registration.EnvSpec(type(env)))
+    # Registering the same class again (a reload) replaces its spec; another class may
+    # not take the id.
+    registration.register(registration.spec(ENV_ID))
+
+    class Impostor(type(env)):
+        pass
+
+    with pytest.raises(ValueError, match="already registered by vasopressor.env"):
+        registration.register(registration.EnvSpec(Impostor))
+    assert registration.spec(ENV_ID).env_class is type(env)
 
 
 def test_passes_the_conformance_checks():
