@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cardiosim_jax.envs.base import population_axis, transition
+from cardiosim_jax.envs.base import broadcast_population, population_axis, transition
 from cardiosim_jax.models import prng
 
 #: Default fraction of the batch that gets a reset slot per step (1 / reset_ratio).
@@ -90,6 +90,8 @@ def make_batched_step(
     def _step(
         keys: jax.Array, states: Any, actions: jax.Array, params: Any
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        # Mixed params (some leaves per patient, some shared) count as a population.
+        params = broadcast_population(params)
         axes = population_axis(params, batch_size)
         keys = _batch_keys(keys, batch_size)
         # The same split as env.step, per patient.

@@ -112,6 +112,21 @@ def test_default_ratio_single_key_and_shared_params():
     )
 
 
+def test_mixed_params_step_as_their_broadcast_population():
+    # One leaf per patient, the others shared (params built by hand, not by make).
+    env, params = cardiosim_jax.make("DefibrillationTiming-v0", max_steps_in_episode=2)
+    n = 8
+    mixed = params.replace(max_steps_in_episode=jnp.array([1, 2] * (n // 2), jnp.int32))
+    population = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,)), mixed)
+    _, states = jax.vmap(env.reset, in_axes=(0, 0))(
+        jax.random.split(jax.random.PRNGKey(1), n), population
+    )
+    actions = jnp.zeros((n, 2))
+    step = make_batched_step(env, n, num_resets=2)
+    key = jax.random.PRNGKey(4)
+    assert_trees_match(step(key, states, actions, mixed), step(key, states, actions, population))
+
+
 def test_done_patients_get_fresh_valid_resets_with_only_one_slot():
     """More finished episodes than slots in every step: each still gets its own reset."""
     env, params = cardiosim_jax.make("DefibrillationTiming-v0", max_steps_in_episode=1)
