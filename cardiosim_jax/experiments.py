@@ -99,20 +99,22 @@ def evaluation_key(seed: int) -> jax.Array:
 
 
 def evaluate_policies(
-    policies: ppo.PPOPolicyParams,
+    policies: Any,
     env: Any,
     env_params: Any,
     n_seeds: int,
     episodes: int,
     seed: int = 0,
+    policy: Callable[..., jax.Array] = ppo.ppo_policy,
 ) -> dict:
-    """Evaluate ``n_seeds`` stacked PPO policies deterministically, ``episodes`` each.
+    """Evaluate ``n_seeds`` stacked policies (default: PPO, deterministic), ``episodes`` each.
 
     Seed ``i`` plays the ``i``-th key of ``split(evaluation_key(seed), n_seeds)``
-    (one key, unsplit, when ``n_seeds`` is 1).
+    (one key, unsplit, when ``n_seeds`` is 1). ``policies`` has a leading axis
+    of ``n_seeds``; ``policy(policy_params, obs, key)`` acts with one of them.
     """
     return evaluate(
-        ppo.ppo_policy,
+        policy,
         env,
         env_params,
         evaluation_key(seed),
@@ -150,14 +152,15 @@ def baseline_on_ppo_episodes(
 ) -> dict:
     """A baseline's per-seed means on the episodes each PPO seed was evaluated on.
 
-    The same keys as :func:`evaluate_policies` give the same patients and random
-    events (common random numbers), so PPO-minus-baseline differences are paired.
+    :func:`evaluate_policies` with the baseline in place of PPO: the same keys give
+    the same patients and random events (common random numbers), so
+    PPO-minus-baseline differences are paired.
     """
     policy, policy_params = agents.baseline_policy(name, env, env_params)
     tiled = jax.tree_util.tree_map(
         lambda x: np.broadcast_to(x, (n_seeds, *np.shape(x))), policy_params
     )
-    cell = evaluate(policy, env, env_params, evaluation_key(seed), episodes, n_seeds, tiled)
+    cell = evaluate_policies(tiled, env, env_params, n_seeds, episodes, seed, policy)
     return {"seed_means": cell["seed_means"], "mean": cell["mean"]}
 
 

@@ -51,6 +51,7 @@ from cardiosim_jax.envs.antiarrhythmic_dosing import v0 as antiarrhythmic_dosing
 from cardiosim_jax.envs.defibrillation_timing import v0 as defibrillation_timing
 from cardiosim_jax.envs.pacing_control import v0 as pacing_control
 from cardiosim_jax.envs.vector import make_batched_step
+from cardiosim_jax.experiments import Log, log_to_stderr
 from cardiosim_jax.models import aliev_panfilov, fitzhugh_nagumo
 from cardiosim_jax.models.integrators import rk4_step
 from cardiosim_tools import reference
@@ -64,13 +65,6 @@ QUICK_BATCHES = (1, 64)
 GIB = 2**30
 #: Default memory budget for the largest-batch extrapolation (bytes): the 24 GiB dev machine.
 DEFAULT_MEMORY_BUDGET = 24 * GIB
-
-Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 # --------------------------------------------------------------------------- settings
 
@@ -697,7 +691,7 @@ def ppo_throughput(
     repeats: int,
     overrides: Sequence[tuple[str, Any]] = (),
     difficulty: str = DIFFICULTY,
-    log: Log = _stderr,
+    log: Log = log_to_stderr,
 ) -> dict[str, Any]:
     """Env steps/s of ``make_train`` (tuned preset, ``updates`` updates), 1 seed and ``seeds``.
 
@@ -747,7 +741,7 @@ def ppo_throughput(
 # --------------------------------------------------------------------------- driver
 
 
-def benchmark_env(env_id: str, settings: BenchSettings, log: Log = _stderr) -> dict[str, Any]:
+def benchmark_env(env_id: str, settings: BenchSettings, log: Log = log_to_stderr) -> dict[str, Any]:
     """Every measurement for one environment (see the module docstring)."""
     env, params = cardiosim_jax.make(env_id, DIFFICULTY)
     spec = FLOOR_SPECS[env_id]
@@ -898,7 +892,9 @@ def _memory(
     return memory
 
 
-def run_benchmarks(settings: BenchSettings | None = None, log: Log = _stderr) -> dict[str, Any]:
+def run_benchmarks(
+    settings: BenchSettings | None = None, log: Log = log_to_stderr
+) -> dict[str, Any]:
     """Run the suite; returns the JSON-ready results (schema: ``docs/benchmarks.md``)."""
     settings = settings or BenchSettings()
     unknown = set(settings.envs) - set(FLOOR_SPECS)

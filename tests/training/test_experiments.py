@@ -69,3 +69,12 @@ def test_baselines_replay_each_seeds_episodes(setting):
     # Different keys are different patients: the seeds' heuristic means differ.
     assert cell["seed_means"][0] != cell["seed_means"][1]
     np.testing.assert_allclose(cell["mean"], np.mean(cell["seed_means"]), rtol=1e-6)
+
+
+def test_one_seed_uses_the_same_rule(setting):
+    env, env_params, _ = setting
+    cell = experiments.baseline_on_ppo_episodes(env, env_params, "heuristic", 1, EPISODES, SEED)
+    policy, policy_params = agents.baseline_policy("heuristic", env, env_params)
+    (key,) = jax.random.split(jax.random.PRNGKey(SEED + 1), 1)
+    expected = returns_on_key(env, env_params, policy, policy_params, key)
+    np.testing.assert_allclose(cell["seed_means"], [expected], rtol=1e-6)
