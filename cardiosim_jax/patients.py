@@ -4,11 +4,14 @@ Each v1 environment lists the parameters that vary between patients and
 their literature coefficients of variation (``env.patient_variation``, with
 sources); a tier uses the fraction ``patient_variability`` of them (easy 0,
 medium 0.5, hard 1). :func:`sample` draws ``n`` patients as the tier defines
-them: each listed parameter is the tier's typical value times a mean-one
-log-normal multiplier (the pharmacometric ``theta x exp(eta)``) with CV
-``patient_variability x`` the literature CV, clipped to the parameter's
-literature range, and the environment's own per-episode variation is switched
-off (``patient_variability = 0``), so a patient is the same in every episode.
+them, with the environment's own per-patient draw
+(``env.draw_patient``, which every v1 reset uses): each listed parameter is
+the tier's typical value times a mean-one log-normal multiplier (the
+pharmacometric ``theta x exp(eta)``) with CV ``patient_variability x`` the
+literature CV, clipped to the parameter's literature range; patient ``i``
+is drawn from ``jax.random.split(key, n)[i]``. The environment's own
+per-episode variation is then switched off (``patient_variability = 0``),
+so a patient is the same in every episode.
 An easy-tier sample is therefore ``n`` copies of the typical patient.
 The result is an ``EnvParams`` whose leaves have a leading axis of ``n``,
 ready for ``jax.vmap`` or :func:`cardiosim_jax.rollout.run_episodes`.
@@ -32,7 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from cardiosim_jax.models.variability import lognormal_multiplier
+from cardiosim_jax.envs.base import population_axis
 from cardiosim_jax.registration import make, registered_envs
 
 #: Patients in a named evaluation cohort.
@@ -65,16 +68,10 @@ def sample(
             f"{env_id} has no inter-patient variability model; "
             f"cohorts exist for: {envs_with_patient_model()}"
         )
-    names = sorted(table)
-    # The tier's share of the literature variability, as the env's own reset draws it.
-    tier_fraction = float(np.asarray(typical.patient_variability))
-    varied: dict[str, np.ndarray] = {}
-    for name, name_key in zip(names, jax.random.split(key, len(names)), strict=True):
-        bounds = env.parameter_range(name)
-        factor = np.asarray(lognormal_multiplier(name_key, tier_fraction * table[name].cv, (n,)))
-        values = np.asarray(env.parameter_value(typical, name), np.float64) * factor
-        varied[name] = np.clip(values, bounds.low, bounds.high).astype(np.float32)
-    varied = env.consistent_patients(varied)
+    # The one patient draw of the env's own resets, one key per patient.
+    keys = jax.random.split(key, n)
+    drawn = jax.vmap(env.draw_patient, in_axes=(0, population_axis(typical, n)))(keys, typical)
+    varied = {name: np.asarray(values) for name, values in drawn.items()}
     return env.params_for(difficulty, **{**overrides, **varied, "patient_variability": 0.0})
 
 

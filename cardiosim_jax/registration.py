@@ -35,6 +35,8 @@ class EnvSpec:
             (``policy(policy_params, obs, key) -> action``), or ``None``.
         ppo_tuned: settings of the ``tuned`` PPO preset that differ from the
             common ones (``cardiosim_jax.training``), as ``PPOConfig`` field names.
+        ppo_tuned_tiers: per difficulty tier, settings that replace ``ppo_tuned``'s
+            on that tier only (e.g. ``{"hard": {...}}``).
         ppo_paper: the ``paper`` preset's settings (v0 only: the paper's Table 1).
         plotter: ``"module:function"`` drawing a recorded trajectory on four axes
             (``cardiosim_jax.plotting.plot_trajectory``), imported when used, so
@@ -46,6 +48,7 @@ class EnvSpec:
     env_class: type[CardioSimEnvironment]
     heuristic: tuple[Callable[..., Any], Any] | None = None
     ppo_tuned: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ppo_tuned_tiers: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     ppo_paper: Mapping[str, Any] | None = None
     plotter: str | None = None
     mpc: Mapping[str, Any] | None = None

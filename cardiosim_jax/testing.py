@@ -19,11 +19,13 @@ What they pin (the properties batched training and evaluation rely on):
 * one compiled ``step`` serves every tier and patient (no retracing on values);
 * NaN and infinite actions never poison the state, and observations stay
   inside the observation space and rewards finite under random and extreme
-  actions.
+  actions;
+* every observation comes from gymnax 1.0's ``observe`` hook.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -226,6 +228,31 @@ def check_observations_in_space(env: Any, params: Any, n_keys: int = 4) -> None:
         )
 
 
+def check_observe_hook(env: Any, params: Any) -> None:
+    """Every observation (reset, step, auto-reset and ``info["final_observation"]``)
+    comes from gymnax 1.0's keyed hook ``observe(key, state, action, params)``, so a
+    variant that overrides that one method changes them all."""
+    marker = 7.25
+
+    class Observed(type(env)):
+        def observe(self, key: Any, state: Any, action: Any, params: Any) -> Any:
+            obs = super().observe(key, state, action, params)
+            return jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, marker), obs)
+
+    observed = copy.copy(env)
+    observed.__class__ = Observed
+    if hasattr(params, "max_steps_in_episode"):  # episodes end, and auto-reset, in the rollout
+        params = params.replace(max_steps_in_episode=jnp.asarray(5, jnp.int32))
+    actions = random_actions(env, params, jax.random.PRNGKey(6), ROLLOUT_STEPS)
+    reset_obs, (obs, *_, info, _) = rollout(observed, params, jax.random.PRNGKey(7), actions)
+    final = info.get("final_observation", obs) if isinstance(info, Mapping) else obs
+    for what, tree in (("reset", reset_obs), ("step", obs), ("final", final)):
+        for leaf in jax.tree_util.tree_leaves(tree):
+            assert np.all(np.asarray(leaf) == marker), (
+                f"a {what} observation bypassed observe(key, state, action, params)"
+            )
+
+
 def check_environment(
     env: Any,
     tiers: Mapping[str, Any],
@@ -258,6 +285,7 @@ def check_environment(
     check_jit_matches_eager(env, last, eager_steps, rtol, atol)
     check_vmap_matches_loop(env, last, rtol=rtol, atol=atol)
     check_non_finite_actions(env, last)
+    check_observe_hook(env, last)
     param_sets = list(tiers.values())
     if len(tiers) > 1:
         check_tiers_vmap(env, param_sets, rtol, atol)
@@ -301,4 +329,5 @@ CHECKS: dict[str, Callable[..., None]] = {
     "one_compilation": check_one_compilation,
     "non_finite_actions": check_non_finite_actions,
     "observations_in_space": check_observations_in_space,
+    "observe_hook": check_observe_hook,
 }

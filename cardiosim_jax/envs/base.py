@@ -296,14 +296,15 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
     def check_consistency(self, params: TParams) -> None:
         """Cross-parameter checks (e.g. low <= high); none by default."""
 
-    def consistent_patients(self, varied: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def consistent_patients(self, drawn: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Make independently drawn patient parameters satisfy ``check_consistency``.
 
-        :func:`cardiosim_jax.patients.sample` varies each parameter on its own;
-        environments with cross-parameter constraints adjust the draws here,
-        as their ``reset_env`` does for per-episode patients. Identity by default.
+        :meth:`draw_patient` varies each parameter on its own and applies this
+        last, so every reset and :func:`cardiosim_jax.patients.sample` get the
+        same consistent patients. Written with ``jnp`` (it runs under ``jit``
+        and ``vmap``); identity by default.
         """
-        return varied
+        return drawn
 
     def parameter_value(self, params: TParams, name: str) -> Any:
         """The value of a parameter in ``params``, by the name ``params_for`` accepts."""
@@ -338,13 +339,15 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         return bounds
 
     def draw_patient(self, key: jax.Array, params: TParams) -> dict[str, jax.Array]:
-        """One patient's values of the ``patient_variation`` parameters, for a reset.
+        """One patient's values of the ``patient_variation`` parameters.
 
-        Each is its typical value in ``params`` times a log-normal factor of CV
-        ``cv x params.patient_variability``, clipped to its literature range
-        (:meth:`parameter_range`); the factors use ``prng.split(key, n)`` in
-        declaration order. (``cardiosim_jax.patients.sample`` draws named cohorts
-        from the same table, vectorised over patients, with its own key layout.)
+        Each is its typical value in ``params`` times a mean-one log-normal
+        factor of CV ``cv x params.patient_variability``, clipped to its
+        literature range (:meth:`parameter_range`); the factors use
+        ``prng.split(key, n)`` in declaration order, then
+        :meth:`consistent_patients` applies the cross-parameter rules. The one
+        patient draw: every v1 reset calls it, and
+        :func:`cardiosim_jax.patients.sample` vmaps it over patients.
         """
         table = self.patient_variation
         drawn = {}
@@ -355,7 +358,21 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
             factor = lognormal_multiplier(name_key, variability.cv * params.patient_variability)
             typical = self.parameter_value(params, name)
             drawn[name] = jnp.clip(typical * factor, bounds.low, bounds.high)
-        return drawn
+        return self.consistent_patients(drawn)
+
+    def observe(self, key: jax.Array, state: TState, action: Any, params: TParams) -> jax.Array:
+        """gymnax 1.0's keyed observation hook: the observation of ``state``.
+
+        ``action`` is the action that produced ``state`` (``None`` at reset).
+        Every CardioSim ``step_env`` and ``reset_env`` observes through here,
+        so a variant that changes what is monitored (another sensor, a
+        partially observed ablation) overrides this one method. The default
+        is ``get_obs(state, params, key)``: in v1 the key draws the
+        measurement noise (``get_obs`` without a key is the noise-free
+        reading), v0 observations are exact and ignore it.
+        """
+        del action
+        return self.get_obs(state, params, key)
 
     @partial(jax.jit, static_argnames=("self",))
     def step(

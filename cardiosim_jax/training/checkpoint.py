@@ -18,7 +18,7 @@ from flax import serialization
 
 import cardiosim_jax
 from cardiosim_jax.training.config import PPOConfig
-from cardiosim_jax.training.networks import ActorCritic, PPOPolicyParams
+from cardiosim_jax.training.networks import ActorCritic, PPOPolicyParams, residual_of
 from cardiosim_jax.training.normalization import RunningMeanStd
 
 POLICY_FILE = "policy.msgpack"
@@ -41,6 +41,7 @@ def policy_template(config: PPOConfig) -> PPOPolicyParams:
         rescale_actions=config.rescale_actions,
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
+        residual=residual_of(config),
     )
 
 

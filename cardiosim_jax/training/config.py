@@ -55,6 +55,10 @@ class PPOConfig:
     #: Split the environments over all devices (``cardiosim_jax.sharding``); needs
     #: ``num_envs`` and ``minibatch_size`` divisible by the device count.
     shard_envs: bool = struct.field(pytree_node=False, default=False)
+    #: Residual policy learning (:class:`cardiosim_jax.training.networks.Residual`): act
+    #: as ``env_id``'s registered heuristic plus ``residual_scale x clip(raw, -1, 1)``
+    #: (environment units per action entry). None: the network acts alone.
+    residual_scale: tuple[float, ...] | None = struct.field(pytree_node=False, default=None)
     learning_rate: float = 3e-4
     ent_coef: float = 0.0
     clip_eps: float = 0.2
@@ -108,9 +112,26 @@ class PPOConfig:
         for name in ("num_envs", "num_steps", "total_timesteps", "minibatch_size", "update_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.residual_scale is not None:
+            self._validate_residual(registered_env)
         smoothness = np.asarray(self.smoothness_coef, np.float64)
         if not (np.all(np.isfinite(smoothness)) and np.all(smoothness >= 0)):
             raise ValueError(f"smoothness_coef must be finite and >= 0, got {self.smoothness_coef}")
+
+    def _validate_residual(self, registered_env: bool) -> None:
+        scale = np.asarray(self.residual_scale, np.float64)
+        if scale.ndim != 1 or not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError(
+                f"residual_scale must be finite and > 0 per action entry, got {self.residual_scale}"
+            )
+        if self.init_action is not None:
+            raise ValueError(
+                "init_action must be None with residual_scale: a residual policy starts "
+                "at the heuristic's action"
+            )
+        env_id = self.env_id.removeprefix("cardiosim/")
+        if registered_env and cardiosim_jax.registration.spec(env_id).heuristic is None:
+            raise ValueError(f"residual_scale needs a registered heuristic; {env_id} has none")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples as lists, array leaves as lists or floats)."""
@@ -126,8 +147,9 @@ class PPOConfig:
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
         data["hidden_sizes"] = tuple(data.get("hidden_sizes", (64, 64)))
-        if data.get("init_action") is not None:
-            data["init_action"] = tuple(data["init_action"])
+        for name in ("init_action", "residual_scale"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
         return cls(**data)
 
 
@@ -169,7 +191,8 @@ def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: A
     Each environment's settings come from its package's registration
     (:class:`cardiosim_jax.registration.EnvSpec`): ``paper`` is ``ppo_paper``
     (the paper's Table 1, v0 environments only); ``tuned`` is the common
-    settings updated by ``ppo_tuned`` (the common settings alone without one).
+    settings updated by ``ppo_tuned`` (the common settings alone without one),
+    then by ``ppo_tuned_tiers`` for the tier.
     ``difficulty`` (default: the paper's tier, else ``"medium"``) and
     ``overrides`` (any :class:`PPOConfig` field) replace the preset's values.
     Raises ``ValueError`` for an unknown preset, an unregistered id, or
@@ -199,6 +222,8 @@ def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: A
         raise ValueError(f"unknown preset {name!r}; accepted: {list(PRESETS)}")
     if difficulty is not None:
         settings["difficulty"] = difficulty
+    if name == "tuned":
+        settings.update(spec.ppo_tuned_tiers.get(settings["difficulty"], {}))
     settings.update(overrides)
     config = PPOConfig(env_id=env_id, **settings)
     config.validate()

@@ -2,11 +2,13 @@
 
 Like Stable-Baselines3, the Gaussian is unsquashed and its sample is clipped to
 the action bounds only when sent to the environment; ``rescale_actions`` maps
-the policy's [-1, 1] onto the bounds instead.
+the policy's [-1, 1] onto the bounds instead. A :class:`Residual` policy acts as
+a registered heuristic plus the network's bounded correction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ import numpy as np
 from flax import struct
 from flax.linen.initializers import constant
 
-from cardiosim_jax.training.config import ACTIVATIONS
+from cardiosim_jax.training.config import ACTIVATIONS, PPOConfig
 from cardiosim_jax.training.normalization import RunningMeanStd, preprocess
 
 
@@ -103,12 +105,43 @@ def from_env_action(action: jax.Array, low: jax.Array, high: jax.Array, rescale:
     return 2.0 * (action - low) / (high - low) - 1.0 if rescale else action
 
 
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """Residual policy learning (Silver et al. 2018, arXiv:1812.06298): the action is
+    the heuristic that ``env_id`` registers, for the same observation, plus
+    ``scale x clip(raw, -1, 1)`` (``scale`` per action entry, environment units),
+    clipped to the action bounds. A raw output of 0 is the heuristic itself, so
+    training starts from the clinical rule and learns bounded corrections to it.
+    """
+
+    env_id: str
+    scale: tuple[float, ...]
+
+    def __call__(
+        self, raw: jax.Array, obs: jax.Array, key: jax.Array, low: jax.Array, high: jax.Array
+    ) -> jax.Array:
+        from cardiosim_jax import registration  # the registry imports the environments
+
+        heuristic, heuristic_params = registration.spec(self.env_id).heuristic
+        base = heuristic(heuristic_params, obs, key)
+        correction = jnp.asarray(self.scale, jnp.float32) * jnp.clip(raw, -1.0, 1.0)
+        return jnp.clip(base + correction, low, high)
+
+
+def residual_of(config: PPOConfig) -> Residual | None:
+    """The :class:`Residual` that ``config`` trains (None without ``residual_scale``)."""
+    if config.residual_scale is None:
+        return None
+    return Residual(config.env_id.removeprefix("cardiosim/"), tuple(config.residual_scale))
+
+
 # --------------------------------------------------------------------------- trained policies
 
 
 @struct.dataclass
 class PPOPolicyParams:
-    """Everything a trained policy needs to act: network weights, normalisation, action bounds."""
+    """Everything a trained policy needs to act: network weights, normalisation, action bounds
+    (and, for a residual policy, the heuristic it corrects)."""
 
     network: Any
     obs_stats: RunningMeanStd
@@ -119,6 +152,16 @@ class PPOPolicyParams:
     rescale_actions: bool = struct.field(pytree_node=False, default=False)
     hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     activation: str = struct.field(pytree_node=False, default="tanh")
+    residual: Residual | None = struct.field(pytree_node=False, default=None)
+
+
+def env_action(
+    params: PPOPolicyParams, raw: jax.Array, obs: jax.Array, key: jax.Array
+) -> jax.Array:
+    """The environment action for the network's raw output ``raw`` at raw observation ``obs``."""
+    if params.residual is not None:
+        return params.residual(raw, obs, key, params.action_low, params.action_high)
+    return to_env_action(raw, params.action_low, params.action_high, params.rescale_actions)
 
 
 def policy_network(params: PPOPolicyParams) -> ActorCritic:
@@ -133,14 +176,14 @@ def _prepare(params: PPOPolicyParams, obs: jax.Array) -> jax.Array:
 
 
 def ppo_policy(params: PPOPolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """Deterministic (mean) action of a trained policy; ``key`` is unused."""
-    del key
+    """Deterministic (mean) action of a trained policy (``key`` reaches only a heuristic
+    that a residual policy corrects)."""
     mean, _, _ = policy_network(params).apply(params.network, _prepare(params, obs))
-    return to_env_action(mean, params.action_low, params.action_high, params.rescale_actions)
+    return env_action(params, mean, obs, key)
 
 
 def ppo_stochastic_policy(params: PPOPolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
     """An action sampled from the trained Gaussian policy."""
     mean, log_std, _ = policy_network(params).apply(params.network, _prepare(params, obs))
     raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    return to_env_action(raw, params.action_low, params.action_high, params.rescale_actions)
+    return env_action(params, raw, obs, jax.random.fold_in(key, 1))

@@ -61,6 +61,7 @@ from cardiosim_jax.training.losses import Transition, compute_gae, ppo_loss
 from cardiosim_jax.training.networks import (
     ActorCritic,
     PPOPolicyParams,
+    Residual,
     from_env_action,
     gaussian_entropy,
     gaussian_log_prob,
@@ -68,6 +69,7 @@ from cardiosim_jax.training.networks import (
     policy_network,
     ppo_policy,
     ppo_stochastic_policy,
+    residual_of,
     to_env_action,
 )
 from cardiosim_jax.training.normalization import (
@@ -87,6 +89,7 @@ __all__ = [
     # networks
     "ActorCritic",
     "PPOPolicyParams",
+    "Residual",
     "from_env_action",
     "gaussian_entropy",
     "gaussian_log_prob",
@@ -94,6 +97,7 @@ __all__ = [
     "policy_network",
     "ppo_policy",
     "ppo_stochastic_policy",
+    "residual_of",
     "to_env_action",
     # normalization
     "RunningMeanStd",
@@ -236,6 +240,8 @@ class TrainSetup:
     mesh: Mesh | None
     #: Whether the smoothness loss (and the next observations it needs) is compiled in.
     smoothness: bool
+    #: The heuristic a residual policy corrects (None: the network acts alone).
+    residual: Residual | None
 
     def split(self, tree: Any, axis: int = 0) -> Any:
         """Constrain the environment axis ``axis`` of ``tree`` to be split (if sharding)."""
@@ -375,7 +381,13 @@ def rollout(
         mean, log_std, value = setup.network.apply(network_params, norm_obs)
         raw = mean + jnp.exp(log_std) * jax.random.normal(act_key, mean.shape)
         log_prob = gaussian_log_prob(raw, mean, log_std)
-        action = to_env_action(raw, setup.action_low, setup.action_high, config.rescale_actions)
+        if setup.residual is None:
+            action = to_env_action(raw, setup.action_low, setup.action_high, config.rescale_actions)
+        else:
+            heuristic_keys = jax.random.split(jax.random.fold_in(act_key, 1), config.num_envs)
+            action = jax.vmap(setup.residual, in_axes=(0, 0, 0, None, None))(
+                raw, envs.obs, heuristic_keys, setup.action_low, setup.action_high
+            )
         next_obs, env_state, reward, terminated, truncated, final_obs = _step_envs(
             setup, setup.split(jax.random.split(env_key, config.num_envs)), envs.env_state, action
         )
@@ -538,6 +550,17 @@ def _make_setup(
     # gymnax's own 1-D spaces hold float bounds: give them the action's shape.
     action_low = jnp.broadcast_to(jnp.asarray(action_space.low), action_space.shape)
     action_high = jnp.broadcast_to(jnp.asarray(action_space.high), action_space.shape)
+    residual = residual_of(config)
+    if residual is not None:
+        if len(residual.scale) != action_space.shape[0]:
+            raise ValueError(
+                f"residual_scale has {len(residual.scale)} entries; the action space has "
+                f"{action_space.shape[0]}"
+            )
+        if cardiosim_jax.registration.spec(residual.env_id).heuristic is None:
+            raise ValueError(
+                f"residual_scale needs a registered heuristic; {residual.env_id} has none"
+            )
     return TrainSetup(
         config=config,
         env=env,
@@ -549,6 +572,7 @@ def _make_setup(
         action_high=action_high,
         mesh=mesh,
         smoothness=config.smoothness_coef != 0.0,
+        residual=residual,
     )
 
 
@@ -626,6 +650,7 @@ def make_train(
             rescale_actions=config.rescale_actions,
             hidden_sizes=config.hidden_sizes,
             activation=config.activation,
+            residual=setup.residual,
         )
         return TrainOutput(policy=policy, metrics=metrics)
 

@@ -113,7 +113,7 @@ class VasopressorTitration(CardioSimEnvironment[EnvState, EnvParams]):
             time=state.time + 1,
         )
         info = {"map_mmhg": map_mmhg, "infusion_rate": rate}
-        return self.get_obs(state, params), state, reward, jnp.array(False), info
+        return self.observe(key, state, action, params), state, reward, jnp.array(False), info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         start = params.baseline_map_mmhg + params.drift_mmhg * prng.normal(key)
@@ -124,7 +124,7 @@ class VasopressorTitration(CardioSimEnvironment[EnvState, EnvParams]):
             infusion_rate=zero,
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params), state
+        return self.observe(key, state, None, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         return stack_last([state.map_mmhg, state.infusion_rate])

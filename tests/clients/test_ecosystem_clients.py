@@ -279,9 +279,14 @@ def test_legacy_step_api_and_log_wrappers_trace_on_the_normalized_env():
 
 def test_clients_doc_code_blocks_run():
     blocks = re.findall(r"```python\n(.*?)```", CLIENTS_DOC.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
+    namespaces = []
     for i, block in enumerate(blocks):
-        namespace: dict = {}
-        exec(compile(block, f"docs/clients.md block {i}", "exec"), namespace)
-    assert isinstance(namespace["env"], NormalizedActions)
-    assert np.isfinite(float(namespace["reward"]))
+        namespaces.append({})
+        exec(compile(block, f"docs/clients.md block {i}", "exec"), namespaces[-1])
+    normalized, observed = namespaces[1], namespaces[2]
+    assert isinstance(normalized["env"], NormalizedActions)
+    assert np.isfinite(float(normalized["reward"]))
+    # The observe override hides the drug level that a 160 mg dose raised.
+    assert float(observed["obs"][9]) == 0.0
+    assert float(observed["state"].drug.plasma_concentration) > 0.0

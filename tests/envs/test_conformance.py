@@ -124,6 +124,12 @@ def test_observations_in_space(env_id):
     testing.check_observations_in_space(env, testing.registered_tiers(env_id)["hard"])
 
 
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_observations_come_from_the_observe_hook(env_id):
+    env, _ = cardiosim_jax.make(env_id)
+    testing.check_observe_hook(env, testing.registered_tiers(env_id)["hard"])
+
+
 def test_the_checks_catch_a_broken_environment():
     # (check_registered runs end to end in the README's example, tests/tooling/test_readme.py.)
     # An environment whose step ignores the key on stochastic parameters fails the
@@ -147,3 +153,13 @@ def test_the_checks_catch_a_broken_environment():
 
     with pytest.raises(AssertionError, match="not finite"):
         testing.check_non_finite_actions(NanLeak(), params)
+
+    # A gymnax-0.x style environment that observes with get_obs directly fails the
+    # observe-hook check.
+    class LegacyObservation(type(env)):
+        def step_env(self, key, state, action, params):
+            _, state, reward, done, info = super().step_env(key, state, action, params)
+            return self.get_obs(state, params), state, reward, done, info
+
+    with pytest.raises(AssertionError, match="step observation bypassed observe"):
+        testing.check_observe_hook(LegacyObservation(), params)

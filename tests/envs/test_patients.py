@@ -150,3 +150,19 @@ def test_reset_draw_scales_the_tier_variability_and_stays_in_range(env_id):
             assert 0.85 < np.mean(values / typical) < 1.15, name
             assert np.std(np.log(values / typical)) < 1.1 * log_sd(cv) + 1e-6, name
             assert np.std(np.log(values / typical)) > 0.3 * log_sd(cv), name
+
+
+@pytest.mark.parametrize("env_id", V1_IDS)
+def test_sample_is_the_resets_own_patient_draw(env_id):
+    # One patient draw: patient i of a sample is env.draw_patient (what every reset
+    # of that tier draws) with the i-th key of the split, consistency rules included
+    # (to float32 rounding: the sample is vmapped, the reference call is not).
+    env, hard = cardiosim_jax.make(env_id, "hard")
+    key = jax.random.PRNGKey(11)
+    params = patients.sample(key, env_id, 6, "hard")
+    for i, patient_key in enumerate(jax.random.split(key, 6)):
+        drawn = env.draw_patient(patient_key, hard)
+        for name, value in drawn.items():
+            sampled = np.asarray(env.parameter_value(params, name))[i]
+            np.testing.assert_allclose(sampled, np.asarray(value), rtol=1e-6, err_msg=name)
+    env.check_consistency(params)

@@ -63,6 +63,34 @@ def test_tuned_preset_falls_back_to_the_common_settings(monkeypatch):
             preset(name, "Nope-v0")
 
 
+def test_tuned_preset_applies_the_tier_settings_of_the_registration(monkeypatch):
+    env_id = "DefibrillationTiming-v0"
+    spec = cardiosim_jax.registration.spec(env_id)
+    tier_settings = {"hard": {"gamma": 0.5, "ent_coef": 0.01}}
+    monkeypatch.setitem(
+        cardiosim_jax.registration._REGISTRY,
+        env_id,
+        dataclasses.replace(spec, ppo_tuned_tiers=tier_settings),
+    )
+    hard = preset("tuned", env_id, "hard")
+    medium = preset("tuned", env_id, "medium")
+    assert (hard.gamma, hard.ent_coef) == (0.5, 0.01)
+    assert medium.gamma == spec.ppo_tuned["gamma"] and medium.ent_coef == 0.0
+    # Explicit overrides still win over the tier's settings.
+    assert preset("tuned", env_id, "hard", gamma=0.9).gamma == 0.9
+    # The paper preset is the paper's on every tier.
+    paper_hard = preset("paper", env_id, "hard")
+    assert paper_hard.gamma == PPOConfig.gamma and paper_hard.ent_coef == spec.ppo_paper.get(
+        "ent_coef", PPOConfig.ent_coef
+    )
+
+
+def test_pacing_v1_hard_trains_a_residual_on_the_clinical_rule():
+    hard = preset("tuned", "PacingControl-v1", "hard")
+    assert hard.residual_scale == (5.0, 0.5) and hard.init_action is None
+    assert preset("tuned", "PacingControl-v1", "medium").residual_scale is None
+
+
 def test_validate_can_skip_the_registry_for_a_given_env():
     config = PPOConfig(env_id="Pendulum-v1", num_envs=4, num_steps=16, minibatch_size=32)
     with pytest.raises(ValueError, match="unknown environment id 'Pendulum-v1'"):
@@ -78,6 +106,9 @@ def test_config_dict_round_trip():
     data = config.to_dict()
     assert data["hidden_sizes"] == [64, 64] and data["init_action"] == [1.0, 0.5]
     assert PPOConfig.from_dict(data) == config
+    residual = preset("tuned", "PacingControl-v1", "hard")
+    assert residual.to_dict()["residual_scale"] == [5.0, 0.5]
+    assert PPOConfig.from_dict(residual.to_dict()) == residual
 
 
 @pytest.mark.parametrize("coef", [-0.1, float("nan"), float("inf")])

@@ -191,7 +191,7 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
             "is_toxic": toxic,
             "therapeutic_fraction": self._therapeutic_fraction(state),
         }
-        return self.get_obs(state, params), state, reward, terminated, info
+        return self.observe(key, state, action, params), state, reward, terminated, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_cell, key_ke, key_vd, key_rhythm = prng.split(key, 4)
@@ -207,7 +207,7 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
             therapeutic_steps=jnp.zeros((), jnp.int32),
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params), state
+        return self.observe(key, state, None, params), state
 
     @staticmethod
     def _therapeutic_fraction(state: EnvState) -> jax.Array:

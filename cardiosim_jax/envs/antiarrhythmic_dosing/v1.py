@@ -374,7 +374,7 @@ class AntiarrhythmicDosingV1(CardioSimEnvironment[EnvState, EnvParams]):
             "ectopic_hours": new.interval_ectopic_fraction * DOSING_INTERVAL_H,
             "qtc_ms": new.interval_peak_qtc_ms,
         }
-        return self.get_obs(new, params, key_obs), new, reward, terminated, info
+        return self.observe(key_obs, new, action, params), new, reward, terminated, info
 
     def simulate_interval(
         self, key: jax.Array, state: EnvState, dose: jax.Array, params: EnvParams
@@ -458,7 +458,7 @@ class AntiarrhythmicDosingV1(CardioSimEnvironment[EnvState, EnvParams]):
             interval_ectopic_fraction=(state.ectopic_rate_per_min > 0.0).astype(jnp.float32),
             interval_peak_qtc_ms=state.qtc_ms,
         )
-        return self.get_obs(state, params, key_obs), state
+        return self.observe(key_obs, state, None, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         concentration = state.drug.plasma_concentration * params.concentration_measured

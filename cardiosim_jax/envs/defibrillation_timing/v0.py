@@ -205,7 +205,7 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
             "total_energy": total_energy,
             "defibrillated": ~in_fibrillation,
         }
-        return self.get_obs(state, params), state, reward, ~in_fibrillation, info
+        return self.observe(key, state, action, params), state, reward, ~in_fibrillation, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_u, key_v = prng.split(key)
@@ -222,7 +222,7 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
             total_energy=jnp.zeros((), jnp.float32),
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params), state
+        return self.observe(key, state, None, params), state
 
     @staticmethod
     def fibrillation_index(state: EnvState) -> jax.Array:

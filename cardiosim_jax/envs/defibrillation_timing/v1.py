@@ -313,7 +313,7 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
             "shocks_delivered": state.shocks_delivered,
             "total_energy": state.total_energy_j,
         }
-        return self.get_obs(state, params, key_obs), state, reward, rosc, info
+        return self.observe(key_obs, state, action, params), state, reward, rosc, info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_patient, key_window, key_obs = prng.split(key, 3)
@@ -351,7 +351,7 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
             patient_shock=shock_params,
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params, key_obs), state
+        return self.observe(key_obs, state, None, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         # The VF waveform features exist only while the heart fibrillates.

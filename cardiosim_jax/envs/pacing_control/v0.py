@@ -161,7 +161,7 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
             "hrv": hrv,
             "pulse_amplitude": pulse_amplitude,
         }
-        return self.get_obs(state, params), state, reward, jnp.array(False), info
+        return self.observe(key, state, action, params), state, reward, jnp.array(False), info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_rate, key_cell = jax.random.split(key)
@@ -174,7 +174,7 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
             cell=fhn.initial_state(key_cell),
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params), state
+        return self.observe(key, state, None, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         heart = state.conduction

@@ -50,7 +50,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -294,12 +293,10 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
     def base_params(self) -> EnvParams:
         return EnvParams()
 
-    def consistent_patients(self, varied: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Sampled bradycardic rates never exceed the patient's adequate rate (as at reset)."""
-        if "sinus_rate_bpm" in varied and "adequate_sinus_rate_bpm" in varied:
-            adequate = np.maximum(varied["adequate_sinus_rate_bpm"], varied["sinus_rate_bpm"])
-            varied = {**varied, "adequate_sinus_rate_bpm": adequate}
-        return varied
+    def consistent_patients(self, drawn: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """A drawn bradycardic rate never exceeds the patient's adequate rate."""
+        adequate = jnp.maximum(drawn["adequate_sinus_rate_bpm"], drawn["sinus_rate_bpm"])
+        return {**drawn, "adequate_sinus_rate_bpm": adequate}
 
     def check_consistency(self, params: EnvParams) -> None:
         if jnp.any(params.sinus_rate_bpm > params.adequate_sinus_rate_bpm):
@@ -388,7 +385,7 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
             "longest_interval_ms": counts.longest_interval_ms,
             **{f"cost_{name}": value for name, value in costs.items()},
         }
-        return self.get_obs(state, params, key_obs), state, reward, jnp.array(False), info
+        return self.observe(key_obs, state, action, params), state, reward, jnp.array(False), info
 
     def clinical_summary(self, trajectory: Any, params: EnvParams) -> dict[str, jax.Array]:
         """What a recorded policy did, per episode, in a device clinic's terms.
@@ -446,7 +443,7 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
             ),
         )
         brady_rate = drawn["sinus_rate_bpm"]
-        adequate_rate = jnp.maximum(drawn["adequate_sinus_rate_bpm"], brady_rate)
+        adequate_rate = drawn["adequate_sinus_rate_bpm"]
         # The slow threshold fluctuation starts from its stationary distribution; the
         # follow-up threshold test measures today's threshold in 0.25 V decrements.
         threshold_drift = params.threshold_drift_cv * prng.normal(key_threshold)
@@ -472,7 +469,7 @@ class PacingControlV1(CardioSimEnvironment[EnvState, EnvParams]):
             amplitude_v=jnp.asarray(NOMINAL_AMPLITUDE_V, jnp.float32),
             time=jnp.zeros((), jnp.int32),
         )
-        return self.get_obs(state, params, key_obs), state
+        return self.observe(key_obs, state, None, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams, key: Any = None) -> jax.Array:
         heart_rate = pacemaker.heart_rate_bpm(state.pacemaker)
