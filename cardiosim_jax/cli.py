@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,11 +47,109 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+# --------------------------------------------------------------------------- argument checks
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (``1_000`` accepted)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _number_list(text: str, *, minimum: float, strict: bool) -> list[float]:
+    """Comma-separated finite numbers above (``strict``) or at least ``minimum``."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    for value in values:
+        if not np.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected finite numbers {bound}, got {value}")
+    return values
+
+
+def _learning_rates(text: str) -> list[float]:
+    return _number_list(text, minimum=0.0, strict=True)
+
+
+def _entropy_coefficients(text: str) -> list[float]:
+    return _number_list(text, minimum=0.0, strict=False)
+
+
+def _positive_int_list(text: str) -> list[int]:
+    values = [x for x in text.split(",") if x.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return [_positive_int(x) for x in values]
+
+
+def _run_directory(path: str, overwrite: bool) -> Path:
+    """``--out`` for a run: a new or empty directory (any with ``overwrite``), writable.
+
+    Checked before any work, so a mistake costs nothing.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {path} is a file; accepted: a new or empty directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SystemExit(
+            f"--out {path} already holds files (an earlier run?); pass --overwrite to "
+            "replace them, or choose a new directory"
+        )
+    _check_writable(out, path)
+    return out
+
+
+def _check_writable(directory: Path, shown: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--out {shown} is not writable ({error.strerror})") from None
+
+
+def _output_file(path: str, suffixes: Sequence[str] | None = None) -> Path:
+    """``--out`` for one file: not a directory, a known suffix, a writable folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise SystemExit(f"--out {path} is a directory; accepted: a file path")
+    if suffixes is not None and out.suffix.lower().lstrip(".") not in suffixes:
+        raise SystemExit(
+            f"--out {path}: unknown image format {out.suffix or '(none)'!r}; "
+            f"accepted suffixes: {', '.join('.' + s for s in sorted(suffixes))}"
+        )
+    _check_writable(out.parent, path)
+    return out
+
+
+def _check_budget(config: ppo.PPOConfig, args: argparse.Namespace) -> None:
+    """``--timesteps`` must cover one rollout: fewer would silently train a whole one."""
+    if args.timesteps is not None and args.timesteps < config.batch_size:
+        raise SystemExit(
+            f"--timesteps {args.timesteps} is less than one rollout of the {args.preset} "
+            f"preset (num_envs x num_steps = {config.batch_size}); accepted: >= "
+            f"{config.batch_size}"
+        )
+
+
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    _check_budget(config, args)
     if args.shard:
         config = config.replace_static(shard_envs=True)
         try:
@@ -57,9 +157,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise SystemExit(f"--shard: {error}") from error
         _log(f"sharding {config.num_envs} environments over {mesh.devices.size} device(s)")
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = experiments.train_seeds(config, args.seeds, args.seed)
+    if args.resume:
+        out_dir = Path(args.out)
+        if not (out_dir / checkpoint.TRAINING_DIR / checkpoint.PROGRESS_FILE).exists():
+            raise SystemExit(f"--resume: no interrupted run in --out {args.out}")
+    else:
+        out_dir = _run_directory(args.out, args.overwrite)
+    try:
+        out = experiments.train_seeds(
+            config,
+            args.seeds,
+            args.seed,
+            run_dir=out_dir,
+            interval=args.checkpoint_every,
+            resume=args.resume,
+        )
+    except checkpoint.CheckpointError as error:
+        raise SystemExit(f"--resume: {error}") from None
     checkpoint.save_seeds(out_dir, out.policy, config)
     result = experiments.evaluate_trained(out, config, args.seeds, args.episodes, args.seed)
     metrics = {k: np.asarray(v).tolist() for k, v in out.metrics.items()}
@@ -78,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ),
         out_dir / "learning_curve.png",
     )
+    checkpoint.remove_training(out_dir)  # the run is complete: its seeds are saved
     print(
         json.dumps({k: result[k] for k in ("mean", "std", "iqm", "ci95", "n_episodes", "n_seeds")})
     )
@@ -90,15 +205,14 @@ BASELINE_POLICIES = ("random", "heuristic")
 def _load_checkpoint(policy: str, env_id: str) -> tuple[ppo.PPOPolicyParams, ppo.PPOConfig, int]:
     """``checkpoint.load_seeds(policy)`` for ``env_id``; exits with a message if it can't."""
     try:
-        policies, config, n_seeds = checkpoint.load_seeds(policy)
+        return checkpoint.load_seeds(policy, env_id)
     except FileNotFoundError as error:
         raise SystemExit(
             f"--policy {policy!r} is neither 'random', 'heuristic' nor a checkpoint "
             f"directory ({error})"
-        ) from error
-    if config.env_id != env_id.removeprefix("cardiosim/"):
-        raise SystemExit(f"checkpoint was trained on {config.env_id}, not {env_id}")
-    return policies, config, n_seeds
+        ) from None
+    except checkpoint.CheckpointError as error:
+        raise SystemExit(f"--policy {policy}: {error}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -140,8 +254,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     plotting = _plotting()
-    if args.patients < 1:
-        raise SystemExit(f"--patients must be at least 1, got {args.patients}")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = _output_file(args.out, list(FigureCanvasBase.get_supported_filetypes()))
     name: str | None
     if args.policy in BASELINE_POLICIES:
         difficulty = args.difficulty or "medium"
@@ -162,24 +277,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
         n_patients=args.patients,
         policy_label=name,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     _save(fig, out)
     print(out)
     return 0
 
 
-def _float_list(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     base = _config_from_args(args)
+    _check_budget(base, args)
+    out_dir = _run_directory(args.out, args.overwrite)
     rows = experiments.run_sweep(
         base, args.lr, args.ent_coef, args.seeds, args.episodes, args.seed, log=_log
     )
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(
         json.dumps({"config": base.to_dict(), "results": rows}, indent=2)
     )
@@ -197,13 +306,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_table2(args: argparse.Namespace) -> int:
+    out = _output_file(args.out) if args.out else None
     results, table = experiments.run_table2(
         args.quick, args.seeds, args.episodes, args.seed, args.preset
     )
     print(table)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         slim = {
             env_id: {
                 name: {k: cell[k] for k in ("mean", "std", "iqm", "ci95", "n_episodes", "n_seeds")}
@@ -213,10 +321,6 @@ def cmd_table2(args: argparse.Namespace) -> int:
         }
         out.write_text(json.dumps(slim, indent=2))
     return 0
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -272,10 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset", default=None, choices=ppo.PRESETS, help="default: paper for v0, tuned for v1"
     )
-    train.add_argument("--seeds", type=int, default=1)
-    train.add_argument("--timesteps", type=int, default=None)
-    train.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
-    train.add_argument("--out", required=True)
+    train.add_argument("--seeds", type=_positive_int, default=1)
+    train.add_argument("--timesteps", type=_positive_int, default=None)
+    train.add_argument(
+        "--episodes", type=_positive_int, default=200, help="evaluation episodes per seed"
+    )
+    train.add_argument("--out", required=True, help="a new or empty directory")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace what --out holds (an earlier run)"
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out (same arguments); same result as uninterrupted",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="UPDATES",
+        help="save the training state every UPDATES updates (default: a tenth of the run)",
+    )
     train.add_argument(
         "--shard",
         action="store_true",
@@ -286,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate random, heuristic or a checkpoint directory")
     env_args(ev, None)  # default: the checkpoint's tier, else medium
     ev.add_argument("--policy", required=True, help="random | heuristic | checkpoint directory")
-    ev.add_argument("--episodes", type=int, default=1000)
+    ev.add_argument("--episodes", type=_positive_int, default=1000)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -295,12 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env_args(sweep, None)
     sweep.add_argument("--preset", default="tuned", choices=ppo.PRESETS)
-    sweep.add_argument("--lr", type=_float_list, required=True)
-    sweep.add_argument("--ent-coef", type=_float_list, default=[0.0])
-    sweep.add_argument("--seeds", type=int, default=4)
-    sweep.add_argument("--timesteps", type=int, default=None)
-    sweep.add_argument("--episodes", type=int, default=200)
-    sweep.add_argument("--out", required=True)
+    sweep.add_argument("--lr", type=_learning_rates, required=True)
+    sweep.add_argument("--ent-coef", type=_entropy_coefficients, default=[0.0])
+    sweep.add_argument("--seeds", type=_positive_int, default=4)
+    sweep.add_argument("--timesteps", type=_positive_int, default=None)
+    sweep.add_argument("--episodes", type=_positive_int, default=200)
+    sweep.add_argument("--out", required=True, help="a new or empty directory")
+    sweep.add_argument(
+        "--overwrite", action="store_true", help="replace what --out holds (an earlier sweep)"
+    )
     sweep.set_defaults(func=cmd_sweep)
 
     plot = sub.add_parser(
@@ -311,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--policy", default="heuristic", help="random | heuristic | checkpoint directory"
     )
-    plot.add_argument("--patients", type=int, default=1, help="episodes drawn (one line each)")
+    plot.add_argument(
+        "--patients", type=_positive_int, default=1, help="episodes drawn (one line each)"
+    )
     plot.add_argument("--out", required=True, help="image file (format from its suffix)")
     plot.set_defaults(func=cmd_plot)
 
@@ -319,8 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     t2.add_argument(
         "--quick", action="store_true", help="2 seeds, 200 episodes, PPO at 1/10 budget"
     )
-    t2.add_argument("--seeds", type=int, default=None)
-    t2.add_argument("--episodes", type=int, default=None)
+    t2.add_argument("--seeds", type=_positive_int, default=None)
+    t2.add_argument("--episodes", type=_positive_int, default=None)
     t2.add_argument("--preset", default="paper", choices=ppo.PRESETS)
     t2.add_argument("--seed", type=int, default=0)
     t2.add_argument("--out", default=None)
@@ -342,11 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="environments to benchmark (default: all three)",
     )
     bench.add_argument(
-        "--batches", type=_int_list, default=None, help="patients, e.g. 1,256,4096,65536"
+        "--batches",
+        type=_positive_int_list,
+        default=None,
+        help="patients, e.g. 1,256,4096,65536",
     )
-    bench.add_argument("--repeats", type=int, default=None, help="timed calls (best is kept)")
-    bench.add_argument("--ppo-updates", type=int, default=None)
-    bench.add_argument("--ppo-seeds", type=int, default=None, help="seeds vmapped together")
+    bench.add_argument(
+        "--repeats", type=_positive_int, default=None, help="timed calls (best is kept)"
+    )
+    bench.add_argument("--ppo-updates", type=_positive_int, default=None)
+    bench.add_argument(
+        "--ppo-seeds", type=_positive_int, default=None, help="seeds vmapped together"
+    )
     bench.add_argument(
         "--memory-budget-gib",
         type=float,
@@ -372,8 +505,17 @@ def _env_choices(ids: Sequence[str] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run a command. A user mistake exits with one line on stderr (status 2), no traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as error:
+        # The library raises ValueError, with a one-line message, for values it refuses.
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -23,7 +24,7 @@ import numpy as np
 import cardiosim_jax
 from cardiosim_jax import agents
 from cardiosim_jax.evaluation import evaluate
-from cardiosim_jax.training import ppo
+from cardiosim_jax.training import checkpoint, ppo
 
 #: Paper protocol for Table 2: defibrillation on easy, the others on medium.
 TABLE2_PROTOCOL = {
@@ -61,19 +62,90 @@ class StderrProgress:
 
 
 def train_seeds(
-    config: ppo.PPOConfig, n_seeds: int, seed: int, label: str = "", log: Log = log_to_stderr
+    config: ppo.PPOConfig,
+    n_seeds: int,
+    seed: int,
+    label: str = "",
+    log: Log = log_to_stderr,
+    *,
+    run_dir: str | Path | None = None,
+    interval: int | None = None,
+    resume: bool = False,
 ) -> ppo.TrainOutput:
-    """Train ``n_seeds`` seeds of ``config`` in one compiled call, from ``split(PRNGKey(seed))``."""
+    """Train ``n_seeds`` seeds of ``config`` from ``split(PRNGKey(seed))``, vmapped.
+
+    Without ``run_dir``: one compiled call. With ``run_dir``: in chunks of
+    ``interval`` updates (default: a tenth of the run), saving the training
+    state after each (:func:`~cardiosim_jax.training.checkpoint.save_training`),
+    so Ctrl-C or a crash loses at most one chunk; ``resume`` continues the run
+    saved there. Checkpointed runs agree bit for bit whatever their interval and
+    interruptions; they differ from the one-call run by float32 rounding, as
+    their initialisation is compiled on its own.
+    """
     progress = StderrProgress(ppo.ConsoleProgress(config.num_updates, label=label))
-    train = jax.jit(jax.vmap(ppo.make_train(config, progress)))
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
     log(
         f"{label}training {n_seeds} seed(s) x {config.num_updates} updates x "
         f"{config.batch_size} steps on {config.env_id} ({config.difficulty}); compiling..."
     )
     start = time.perf_counter()
-    out = jax.block_until_ready(train(jax.random.split(jax.random.PRNGKey(seed), n_seeds)))
+    if run_dir is None:
+        train = jax.jit(jax.vmap(ppo.make_train(config, progress)))
+        out = jax.block_until_ready(train(keys))
+    else:
+        out = _train_in_chunks(config, keys, seed, progress, run_dir, interval, resume, label, log)
     log(f"{label}trained in {time.perf_counter() - start:.1f}s (compilation included)")
     return out
+
+
+def _train_in_chunks(
+    config: ppo.PPOConfig,
+    keys: jax.Array,
+    seed: int,
+    progress: Any,
+    run_dir: str | Path,
+    interval: int | None,
+    resume: bool,
+    label: str,
+    log: Log,
+) -> ppo.TrainOutput:
+    trainer = ppo.make_trainer(config, progress)
+    init = jax.jit(jax.vmap(trainer.init))
+    run = jax.jit(jax.vmap(trainer.run, in_axes=(0, None, None)), static_argnums=2)
+    n_seeds, total = keys.shape[0], config.num_updates
+    interval = max(1, total // 10) if interval is None else interval
+    if interval < 1:
+        raise ValueError(f"interval must be >= 1 update, got {interval}")
+    chunks: list[dict[str, np.ndarray]] = []
+    if resume:
+        template = jax.eval_shape(init, keys)
+        state, saved, done = checkpoint.load_training(run_dir, template, config, n_seeds, seed)
+        chunks.append(saved)
+        log(f"{label}resuming {run_dir} after update {done} of {total}")
+    else:
+        state, done = init(keys), 0
+    try:
+        while done < total:
+            count = min(interval, total - done)
+            state, metrics = run(state, done, count)
+            chunks.append(jax.device_get(metrics))
+            done += count
+            checkpoint.save_training(
+                run_dir, state, _concatenate(chunks), done, config, n_seeds, seed
+            )
+    except KeyboardInterrupt:
+        log(
+            f"{label}interrupted: {run_dir} holds updates 1-{done} of {total}; "
+            "run the same command with --resume to continue"
+        )
+        raise
+    metrics = {k: jax.numpy.asarray(v) for k, v in _concatenate(chunks).items()}
+    return ppo.TrainOutput(policy=jax.vmap(trainer.policy)(state), metrics=metrics)
+
+
+def _concatenate(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-update metrics of consecutive chunks, joined on the update axis (axis 1)."""
+    return {k: np.concatenate([np.asarray(c[k]) for c in chunks], axis=1) for k in chunks[0]}
 
 
 def evaluate_baselines(

@@ -360,6 +360,59 @@ def _check_no_options(options: dict[str, Any] | None, allowed: Sequence[str] = (
         raise ValueError(f"unsupported reset options {unknown}; accepted: {list(allowed)}")
 
 
+def _check_registered_id(env: CardioSimEnvironment, spec: Any) -> None:
+    """Refuse a Gymnasium spec whose registered ``env_id`` is not ``env``'s.
+
+    ``gymnasium.make`` merges the caller's keywords over the registered
+    ``kwargs``, so ``make("cardiosim_jax/PacingControl-v0",
+    env_id="AntiarrhythmicDosing-v0")`` would build a dosing env whose
+    ``spec.id`` (what logs, wrappers and saved agents record) says pacing. The
+    spec is assigned right after construction, the first moment both are known.
+    A spec of an id that is not registered, or registered without an
+    ``env_id``, is not checked.
+
+    Raises:
+        ValueError: the spec's registered id names another environment.
+    """
+    from gymnasium.envs.registration import registry
+
+    spec_id = getattr(spec, "id", None)
+    registered = registry.get(spec_id) if isinstance(spec_id, str) else None
+    registered_id = (registered.kwargs or {}).get("env_id") if registered is not None else None
+    if not isinstance(registered_id, str):
+        return
+    try:
+        expected = cardiosim_jax.registration.spec(_jax_env_id(registered_id)).env_id
+    except ValueError:
+        return
+    if expected != env.env_id:
+        given = (getattr(spec, "kwargs", None) or {}).get("env_id", env.env_id)
+        raise ValueError(
+            f"env_id={given!r} conflicts with the Gymnasium id {spec_id!r} (environment "
+            f"{expected!r}); omit env_id, or make '{GYMNASIUM_NAMESPACE}/{env.env_id}' instead"
+        )
+
+
+class _CheckedSpec:
+    """``spec`` as a property: Gymnasium's assignment is checked (:func:`_check_registered_id`).
+
+    The env keyword cannot be refused earlier: the constructor cannot tell the
+    registered ``env_id`` from one the caller passed to ``gymnasium.make``.
+    """
+
+    _env: CardioSimEnvironment
+
+    @property
+    def spec(self) -> Any:
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        if value is not None:
+            _check_registered_id(self._env, value)
+        self.__dict__["_spec"] = value
+
+
 class UnsupportedRenderModeError(ValueError, TypeError):
     """A ``render_mode`` other than ``None``: these environments do not render.
 
@@ -380,7 +433,7 @@ def _check_render_mode(render_mode: str | None) -> None:
 # --------------------------------------------------------------------------- single env
 
 
-class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+class CardioSimGymnasiumEnv(_CheckedSpec, gymnasium.Env[np.ndarray, np.ndarray]):
     """One CardioSim patient as a Gymnasium environment (compiled JAX step, NumPy in/out).
 
     Args:
@@ -396,8 +449,10 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     Raises:
         ValueError: unknown id, tier or parameter, a value out of range, a
-            population (array-valued) override, or a render mode
-            (:class:`UnsupportedRenderModeError`, also a ``TypeError``).
+            population (array-valued) override, a render mode
+            (:class:`UnsupportedRenderModeError`, also a ``TypeError``), or,
+            from ``gymnasium.make``/``make_vec``, an ``env_id`` keyword naming
+            another environment than the Gymnasium id.
 
     Observations are float32 arrays of the JAX env's observation shape
     (``(6,)`` for v0, ``(11,)``/``(11,)``/``(10,)`` for pacing/dosing/defibrillation v1) within
@@ -500,7 +555,7 @@ class CardioSimGymnasiumEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 # --------------------------------------------------------------------------- vector env
 
 
-class CardioSimVectorEnv(VectorEnv):
+class CardioSimVectorEnv(_CheckedSpec, VectorEnv):
     """``num_envs`` CardioSim patients stepped in one compiled, vmapped call (NumPy in/out).
 
     Returns exactly what ``gymnasium.vector.SyncVectorEnv`` over

@@ -29,6 +29,7 @@ machine and in every paper that uses this version.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import zlib
 from typing import Any
 
@@ -56,11 +57,19 @@ def sample(
     patient before the variation is applied, e.g. ``max_steps_in_episode=50``.
 
     Raises:
-        ValueError: unknown environment or difficulty, ``n < 1``, or an
+        ValueError: unknown environment or difficulty, ``n`` not a positive
+            int (a float such as 2.5 or 2.0, a bool, a string), or an
             environment without a patient model (v0).
     """
-    if n < 1:
-        raise ValueError(f"n must be a positive number of patients, got {n}")
+    # bool is an int subclass (True would silently mean one patient); operator.index
+    # takes ints, NumPy and JAX integer scalars and refuses 2.5, 2.0 and "3".
+    try:
+        count = None if isinstance(n, (bool, np.bool_)) else operator.index(n)
+    except TypeError:
+        count = None
+    if count is None or count < 1:
+        raise ValueError(f"n must be a positive number of patients (an int >= 1), got {n!r}")
+    n = count
     env, typical = make(env_id, difficulty, **overrides)
     table = env.patient_variation
     if not table:
@@ -94,7 +103,19 @@ class Cohort:
         return len(self.names)
 
     def patient(self, name: str) -> Any:
-        """One patient's (unbatched) ``EnvParams``."""
+        """One patient's (unbatched) ``EnvParams``.
+
+        Raises:
+            ValueError: ``name`` is not one of :attr:`names`.
+        """
+        if name not in self.names:
+            shown = ", ".join(self.names)
+            if len(self.names) > 3:
+                shown = f"{self.names[0]} ... {self.names[-1]}"
+            raise ValueError(
+                f"unknown patient {name!r} in the {self.env_id} {self.difficulty} cohort; "
+                f"names: {shown}"
+            )
         index = self.names.index(name)
         return jax.tree_util.tree_map(lambda leaf: leaf[index], self.params)
 

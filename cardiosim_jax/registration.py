@@ -153,7 +153,8 @@ def spec(env_id: str) -> EnvSpec:
     Raises:
         ValueError: unknown id.
     """
-    name = env_id.removeprefix("cardiosim/") if isinstance(env_id, str) else env_id
+    # Anything but a string (None, a number, a list) is an unknown id, with the same one line.
+    name = env_id.removeprefix("cardiosim/") if isinstance(env_id, str) else None
     if name not in _REGISTRY:
         raise ValueError(f"unknown environment id {env_id!r}; registered: {list(registered_envs)}")
     return _REGISTRY[name]
@@ -240,9 +241,12 @@ def make(
         ``env.reset(key, params)`` follow the gymnax API.
 
     Raises:
-        ValueError: unknown id, unknown difficulty, unknown parameter, a
-            parameter outside its literature range, or a non-bool
-            ``normalize_actions``.
+        ValueError: unknown id (also ``None`` or any non-string), unknown
+            difficulty, unknown parameter, a parameter outside its literature
+            range (checked on the value as given, before any cast: an integer
+            beyond int32 is refused, never wrapped), an override with more
+            than one axis or population overrides of different lengths, or a
+            non-bool ``normalize_actions``.
     """
     env = _build(env_id, normalize_actions)
     return env, env.params_for(difficulty, **overrides)

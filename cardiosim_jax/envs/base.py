@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping
-from functools import partial
+from functools import cache, partial
 from typing import Any, ClassVar, Generic, TypeVar
 
 import jax
@@ -30,6 +30,40 @@ def sanitize_action(action: jax.Array) -> jax.Array:
     """float32 action with NaN replaced by 0; +-inf are kept for the env's own clipping."""
     action = jnp.asarray(action, jnp.float32)
     return jnp.nan_to_num(action, nan=0.0, posinf=jnp.inf, neginf=-jnp.inf)
+
+
+@cache
+def _raw_key_shape(impl: str) -> tuple[int, ...]:
+    """Shape of a raw (uint32) key of the PRNG implementation ``impl``: (2,) for Threefry."""
+    return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape)
+
+
+def check_key(key: Any, where: str) -> None:
+    """Raise ``ValueError`` unless ``key`` is one JAX PRNG key.
+
+    Accepted: a typed key of shape ``()`` (``jax.random.key(seed)``) or a raw
+    uint32 key of the default implementation's shape, ``(2,)`` for Threefry
+    (``jax.random.PRNGKey(seed)``); under ``vmap`` each element is checked.
+    Anything else (an int32 array, three words, floats) would otherwise be
+    hashed as if it were a key and can give NaN observations. Dtypes and
+    shapes are static under ``jit``, so this runs once at trace time.
+    """
+    impl = str(jax.config.jax_default_prng_impl)
+    raw_shape = _raw_key_shape(impl)
+    accepted = (
+        f"a single JAX PRNG key: jax.random.key(seed) (a typed key of shape ()) or "
+        f"jax.random.PRNGKey(seed) (uint32 of shape {raw_shape}); vmap over a batch of keys"
+    )
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        raise ValueError(f"{where}: key {key!r} is not {accepted}")
+    shape = tuple(np.shape(key))
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+    elif dtype == jnp.uint32 and shape == raw_shape:
+        return
+    raise ValueError(f"{where}: key of dtype {dtype} and shape {shape} is not {accepted}")
 
 
 def conform_action(action: Any, action_shape: tuple[int, ...], env_name: str) -> Any:
@@ -71,7 +105,17 @@ def transition(
     the one no-reset step behind :meth:`CardioSimEnvironment.step`, rollouts,
     the batched step, the Gymnasium adapter and the oracles, so a finished
     episode's final state can be kept where the caller needs it.
+
+    The key and, for an environment with an ``action_shape`` (CardioSim
+    environments and their wrappers), the action shape are checked as
+    ``env.step`` checks them (:func:`check_key`, :func:`conform_action`):
+    ``step_env`` itself would index a wrong shape silently.
     """
+    name = getattr(env, "name", type(env).__name__)
+    check_key(key, f"{name} transition")
+    action_shape = getattr(env, "action_shape", None)
+    if action_shape is not None:
+        action = conform_action(action, tuple(action_shape), name)
     obs, next_state, reward, terminated, info = env.step_env(key, state, action, params)
     return obs, next_state, reward, terminated, env.is_truncated(next_state, params), info
 
@@ -127,23 +171,82 @@ def as_arrays(params: Any) -> Any:
     return jax.tree_util.tree_map(convert, params)
 
 
-def cast_like(template: Any, params: Any) -> Any:
+def _real_values(arr: np.ndarray) -> np.ndarray | None:
+    """``arr`` as float64 if every entry is a real number (bools count), else ``None``.
+
+    Object arrays (Python ints beyond int64, mixed lists) are checked entry by
+    entry: NumPy would read ``None`` as NaN and ``"3"`` as 3.
+    """
+    if arr.dtype.kind == "O":
+        real = (int, float, np.integer, np.floating, np.bool_)
+        if not all(isinstance(x, real) for x in arr.ravel()):
+            return None
+    elif arr.dtype.kind not in "biuf":
+        return None
+    return arr.astype(np.float64)
+
+
+def _as_given(leaf: Any, bad: np.ndarray) -> str:
+    """The first offending entry of ``leaf`` as the caller wrote it (an int stays exact)."""
+    value = np.ravel(np.asarray(leaf, dtype=object))[int(np.flatnonzero(np.ravel(bad))[0])]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    return f"{float(value):g}"
+
+
+def cast_like(
+    template: Any, params: Any, ranges: Mapping[str, ParameterRange] | None = None
+) -> Any:
     """``params`` with every leaf converted to the dtype of ``template``'s leaf.
 
     An int given for a float parameter stays float32 (so one compiled function
-    serves it); an integer parameter (the episode length) must be a whole
-    number, else ``ValueError``.
+    serves it). Values are checked before the cast, which would change them
+    silently: an integer parameter (the episode length) must be a whole number
+    that int32 holds (``2**32 + 100`` would wrap to 100), a float parameter a
+    value float32 holds (``1e39`` would become inf). The message shows the
+    value as given and the accepted range: the literature range from
+    ``ranges`` (keyed ``"field"`` or ``"group.field"``) when known.
+
+    Raises:
+        ValueError: a value that is not a real number, a non-integral value
+            for an integer parameter, or a value the cast cannot hold.
     """
+    ranges = ranges or {}
 
     def convert(path: Any, like: jax.Array, leaf: Any) -> jax.Array:
+        name = jax.tree_util.keystr(path).lstrip(".")
         arr = np.asarray(leaf)
-        if np.issubdtype(like.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
-            values = arr.astype(np.float64)
-            bad = ~np.isfinite(values) | (values != np.round(values))
-            if np.any(bad):
-                shown = float(np.ravel(values[bad] if arr.ndim else values)[0])
-                name = jax.tree_util.keystr(path).lstrip(".")
-                raise ValueError(f"parameter '{name}' = {shown:g} must be a whole number")
+        values = _real_values(arr)
+        if values is None:
+            raise ValueError(f"parameter '{name}' = {leaf!r} must be a real number")
+        where = "" if arr.ndim == 0 else " (in a population)"
+        bounds = ranges.get(name)
+        if np.issubdtype(like.dtype, np.integer):
+            if arr.dtype.kind not in "biu":
+                bad = ~np.isfinite(values) | (values != np.round(values))
+                if np.any(bad):
+                    shown = _as_given(leaf, bad)
+                    within = f" in its literature range {bounds.describe()}" if bounds else ""
+                    raise ValueError(
+                        f"parameter '{name}' = {shown}{where} must be a whole number{within}"
+                    )
+            info = np.iinfo(like.dtype)
+            # Integers are compared exactly (int64 and Python ints as given), against the
+            # literature range when known, so the message shows the value, not its cast.
+            exact = arr if arr.dtype.kind in "iuO" else values
+            low, high = (bounds.low, bounds.high) if bounds else (info.min, info.max)
+            bad = (exact < max(low, info.min)) | (exact > min(high, info.max))
+            held = f"the {like.dtype} range [{info.min}, {info.max}]"
+        else:
+            limit = float(np.finfo(like.dtype).max)
+            # inf and NaN are left to range validation, which names them as they are.
+            bad = np.isfinite(values) & (np.abs(values) > limit)
+            held = f"the {like.dtype} range [{-limit:g}, {limit:g}]"
+        if np.any(bad):
+            accepted = f"its literature range {bounds.describe()}" if bounds else held
+            raise ValueError(
+                f"parameter '{name}' = {_as_given(leaf, bad)}{where} is outside {accepted}"
+            )
         return jnp.asarray(arr, like.dtype)
 
     return jax.tree_util.tree_map_with_path(convert, template, params)
@@ -185,6 +288,30 @@ def population_axis(params: Any, size: int) -> int | None:
             f"got leaf shapes {shapes}"
         )
     return 0
+
+
+def check_population_overrides(overrides: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless every override is a scalar or one ``(n,)`` population.
+
+    Every parameter is a scalar per patient, so a population is one leading
+    axis of ``n`` patients, the same ``n`` for every array-valued override: a
+    2-D override would build params that ``reset`` cannot use.
+    """
+    lengths = {}
+    for name, value in overrides.items():
+        shape = np.shape(value)
+        if len(shape) > 1:
+            raise ValueError(
+                f"override '{name}' has shape {shape}; accepted: a scalar, or one value per "
+                "patient of shape (n,) (a population is one leading axis)"
+            )
+        if shape:
+            lengths[name] = shape[0]
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"population overrides must share one length n (one value per patient); got "
+            f"lengths {lengths}"
+        )
 
 
 def _nested_fields(params: Any) -> dict[str, tuple[str, ...]]:
@@ -275,14 +402,19 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
 
         Raises:
             ValueError: unknown difficulty, unknown parameter name, a value
-                outside its literature range, or a non-integral episode length.
+                outside its literature range, a non-integral episode length,
+                or an override with more than one axis.
         """
-        if difficulty not in self.tiers:
+        # A list would be unhashable here; any non-string is simply not a tier.
+        if not isinstance(difficulty, str) or difficulty not in self.tiers:
             raise ValueError(
                 f"unknown difficulty {difficulty!r} for {self.env_id}; accepted: {list(self.tiers)}"
             )
+        check_population_overrides(overrides)
         tiered = as_arrays(replace_params(self.base_params(), self.tiers[difficulty], self.env_id))
-        params = cast_like(tiered, replace_params(tiered, overrides, self.env_id))
+        params = cast_like(
+            tiered, replace_params(tiered, overrides, self.env_id), self.literature_ranges()
+        )
         self.validate_params(params)
         return broadcast_population(params)
 
@@ -375,6 +507,18 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         return self.get_obs(state, params, key)
 
     @partial(jax.jit, static_argnames=("self",))
+    def reset(self, key: jax.Array, params: TParams | None = None) -> tuple[jax.Array, TState]:
+        """gymnax's ``Environment.reset`` (``reset_env`` under ``jit``), with the key checked.
+
+        Raises:
+            ValueError: ``key`` is not one JAX PRNG key (:func:`check_key`), at trace time.
+        """
+        check_key(key, f"{self.env_id}.reset")
+        if params is None:
+            params = self.default_params
+        return self.reset_env(key, params)
+
+    @partial(jax.jit, static_argnames=("self",))
     def step(
         self,
         key: jax.Array,
@@ -390,7 +534,12 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         ``(1,)`` action (:func:`conform_action`). As in gymnax, ``reset_env``
         runs on every step and is selected where the episode ended; see
         :func:`cardiosim_jax.envs.vector.make_batched_step` to reset only a few.
+
+        Raises:
+            ValueError: ``key`` is not one JAX PRNG key (:func:`check_key`) or
+                the action's shape does not fit, at trace time.
         """
+        check_key(key, f"{self.env_id}.step")
         if params is None:
             params = self.default_params
         action = conform_action(action, self.action_shape, self.env_id)

@@ -32,6 +32,57 @@ def _unknown_env_error(env_id: str) -> ValueError:
     )
 
 
+def _is_int(value: Any) -> bool:
+    """An int or NumPy integer, not a bool (and not a float such as 64.0)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _real_array(value: Any) -> np.ndarray | None:
+    """``value`` as a float64 array if it holds only real numbers, else ``None``.
+
+    Bools, strings, None and complex numbers are refused, not converted:
+    ``np.asarray("0.1", float)`` would read a string as a number.
+    """
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        return None
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    if array.dtype.kind not in "iuf":
+        return None
+    return array.astype(np.float64)
+
+
+#: Boolean static fields of :class:`PPOConfig` (a string such as "False" would count as True).
+_FLAGS = (
+    "normalize_observations",
+    "symlog_observations",
+    "symlog_rewards",
+    "rescale_actions",
+    "anneal_lr",
+    "shard_envs",
+)
+
+#: Per leaf of :class:`PPOConfig`: what is accepted (for the message) and the test of
+#: every entry, in float64 (NaN fails every comparison, so it is refused everywhere).
+_LEAF_RULES: tuple[tuple[str, str, Callable[[np.ndarray], np.ndarray]], ...] = (
+    # 0 is allowed: a frozen-network control arm (the PPO tests train one).
+    ("learning_rate", "finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
+    ("ent_coef", "finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
+    ("clip_eps", "finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+    ("gamma", "in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
+    ("gae_lambda", "in [0, 1]", lambda v: (v >= 0) & (v <= 1)),
+    ("vf_coef", "finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
+    # inf leaves the gradients unclipped (optax scales by min(1, max_norm / norm)).
+    ("max_grad_norm", "> 0 (inf: no clipping)", lambda v: v > 0),
+    ("init_log_std", "finite", np.isfinite),
+    ("reward_scale", "finite and > 0", lambda v: np.isfinite(v) & (v > 0)),
+    ("reward_clip", "> 0 (inf: no clipping)", lambda v: v > 0),
+    ("smoothness_coef", "finite and >= 0", lambda v: np.isfinite(v) & (v >= 0)),
+)
+
+
 @struct.dataclass
 class PPOConfig:
     """PPO settings. Static fields fix shapes; the others are vmappable leaves."""
@@ -93,37 +144,104 @@ class PPOConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self, registered_env: bool = True) -> None:
-        """Raise ``ValueError`` for settings that cannot train.
+        """Raise a one-line ``ValueError`` for settings that cannot train.
 
-        ``registered_env=False`` skips the check that ``env_id`` is a registered
-        id (``make_train`` given an environment object trains on that instead).
+        Static fields: counts are ints >= 1 (not floats or bools), flags are
+        bools, ``hidden_sizes`` ints >= 1, ``activation`` known,
+        ``init_action`` finite numbers; for a registered ``env_id`` also
+        ``difficulty`` one of its tiers and ``init_action``/``residual_scale``
+        one entry per action. Leaves: :meth:`validate_hyperparameters`.
+        ``registered_env=False`` skips the checks against the registry
+        (``make_train`` given an environment object trains on that instead;
+        ``env_id`` and ``difficulty`` are then labels, and ``make_train``
+        checks the action sizes against that environment).
         """
-        if registered_env and self.env_id.removeprefix("cardiosim/") not in (
-            cardiosim_jax.registered_envs
+        if registered_env:
+            self._validate_env()
+        for name in ("num_envs", "num_steps", "total_timesteps", "minibatch_size", "update_epochs"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in _FLAGS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        if not isinstance(self.hidden_sizes, (tuple, list)) or not all(
+            _is_int(width) and width >= 1 for width in self.hidden_sizes
         ):
-            raise _unknown_env_error(self.env_id)
+            raise ValueError(
+                f"hidden_sizes must be a tuple (or list) of ints >= 1 (layer widths), "
+                f"got {self.hidden_sizes!r}"
+            )
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} not in {sorted(ACTIVATIONS)}")
         if self.batch_size % self.minibatch_size:
             raise ValueError(
                 f"num_envs x num_steps ({self.batch_size}) must be a multiple of "
                 f"minibatch_size ({self.minibatch_size})"
             )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation {self.activation!r} not in {sorted(ACTIVATIONS)}")
-        for name in ("num_envs", "num_steps", "total_timesteps", "minibatch_size", "update_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_action is not None:
+            self._validate_action_tuple("init_action", self.init_action, registered_env)
         if self.residual_scale is not None:
             self._validate_residual(registered_env)
-        smoothness = np.asarray(self.smoothness_coef, np.float64)
-        if not (np.all(np.isfinite(smoothness)) and np.all(smoothness >= 0)):
-            raise ValueError(f"smoothness_coef must be finite and >= 0, got {self.smoothness_coef}")
+        self.validate_hyperparameters()
+
+    def validate_hyperparameters(self) -> None:
+        """Raise ``ValueError`` for a leaf (a vmappable hyperparameter) that is not in range.
+
+        Every leaf finite and in its range (``gamma`` and ``gae_lambda`` in
+        [0, 1], ``max_grad_norm`` and ``reward_clip`` > 0 with inf meaning no
+        clipping, the rest as named in the message). Every entry of an array
+        leaf is checked, so a stacked config (:func:`stack_configs`) names its
+        bad entry; traced leaves (inside ``jit``) cannot be read and are skipped.
+        """
+        for name, accepted, in_range in _LEAF_RULES:
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue
+            values = _real_array(value)
+            if values is None:
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+            bad = ~in_range(values)
+            if np.any(bad):
+                index = int(np.flatnonzero(np.ravel(bad))[0])
+                shown = f"{float(np.ravel(values)[index]):g}"
+                where = f" (entry {index} of {values.size})" if values.ndim else ""
+                raise ValueError(f"{name} must be {accepted}, got {shown}{where}")
+
+    def _validate_env(self) -> None:
+        env_id = self.env_id.removeprefix("cardiosim/") if isinstance(self.env_id, str) else None
+        if env_id not in cardiosim_jax.registered_envs:
+            raise _unknown_env_error(self.env_id)
+        tiers = list(cardiosim_jax.registration.spec(env_id).env_class.tiers)
+        if not isinstance(self.difficulty, str) or self.difficulty not in tiers:
+            raise ValueError(
+                f"unknown difficulty {self.difficulty!r} for {env_id}; accepted: {tiers}"
+            )
+
+    def _validate_action_tuple(self, name: str, value: Any, registered_env: bool) -> None:
+        """A sequence of finite numbers, one per action entry of a registered environment."""
+        entries = None if isinstance(value, (str, bytes)) else _real_array(value)
+        if entries is None or entries.ndim != 1 or not np.all(np.isfinite(entries)):
+            raise ValueError(f"{name} must be a tuple of finite numbers, got {value!r}")
+        if registered_env:
+            env_id = self.env_id.removeprefix("cardiosim/")
+            size = int(np.prod(cardiosim_jax.registration.spec(env_id).env_class.action_shape))
+            if entries.size != size:
+                raise ValueError(
+                    f"{name} {value!r} has {entries.size} entries; {env_id}'s action has {size}"
+                )
 
     def _validate_residual(self, registered_env: bool) -> None:
-        scale = np.asarray(self.residual_scale, np.float64)
+        try:
+            scale = np.asarray(self.residual_scale, np.float64)
+        except (TypeError, ValueError):
+            scale = np.asarray(np.nan)
         if scale.ndim != 1 or not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError(
                 f"residual_scale must be finite and > 0 per action entry, got {self.residual_scale}"
             )
+        self._validate_action_tuple("residual_scale", self.residual_scale, registered_env)
         if self.init_action is not None:
             raise ValueError(
                 "init_action must be None with residual_scale: a residual policy starts "
@@ -154,10 +272,19 @@ class PPOConfig:
 
 
 def stack_configs(configs: Sequence[PPOConfig]) -> PPOConfig:
-    """Stack configs with equal static fields into one config with batched leaves (for vmap)."""
-    return jax.tree_util.tree_map(
+    """Stack configs with equal static fields into one config with batched leaves (for vmap).
+
+    Raises:
+        ValueError: a leaf out of range in any of the configs
+            (:meth:`PPOConfig.validate_hyperparameters`): a sweep's grid is
+            checked before it compiles, not only its base config.
+    """
+    stacked = jax.tree_util.tree_map(
         lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]), *configs
     )
+    # Checked stacked, so the message names the bad config by its entry.
+    stacked.validate_hyperparameters()
+    return stacked
 
 
 # --------------------------------------------------------------------------- presets

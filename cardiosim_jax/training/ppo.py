@@ -121,6 +121,8 @@ __all__ = [
     "iteration",
     "make_optimizer",
     "make_train",
+    "make_trainer",
+    "Trainer",
     "rollout",
     "update",
 ]
@@ -615,32 +617,59 @@ def make_train(
             ``num_envs`` or ``minibatch_size`` not divisible by the device count
             (with ``shard_envs``), or a population of the wrong size.
     """
-    config.validate(registered_env=env is None)
-    mesh = env_mesh(config)
-    if env is None:
-        env, tier_params = cardiosim_jax.make(config.env_id, config.difficulty)
-        env_params = tier_params if env_params is None else env_params
-    elif env_params is None:
-        env_params = env.default_params
-    setup = _make_setup(config, env, env_params, population, mesh)
-    static = {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(config)
-        if not f.metadata.get("pytree_node", True)
-    }
+    return make_trainer(
+        config, progress, env=env, env_params=env_params, population=population
+    ).train
 
-    def train(key: jax.Array, hp: PPOConfig | None = None) -> TrainOutput:
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """:func:`make_train`'s loop in pieces, to train in chunks of updates.
+
+    ``train(key)`` is ``init``, ``run`` over every update and ``policy``, in
+    one compiled call. Calling ``run`` on consecutive ranges of updates
+    (``start`` the number already done) gives the same result bit for bit,
+    with the :class:`TrainState` in between to save (periodic checkpoints) and
+    to resume from. Each method is pure and jittable; ``vmap`` them over seeds.
+    """
+
+    config: PPOConfig
+    setup: TrainSetup
+    progress: ProgressFn | None
+
+    def _hyperparameters(
+        self, hp: PPOConfig | None
+    ) -> tuple[PPOConfig, optax.GradientTransformation]:
+        config = self.config
         hp = config if hp is None else hp
-        if any(getattr(hp, name) != value for name, value in static.items()):
-            raise ValueError("train(key, config): static fields must match make_train's config")
-        tx = make_optimizer(config, hp)
-        state = init_train_state(setup, hp, tx, key)
-        state, metrics = jax.lax.scan(
-            functools.partial(iteration, setup, hp, tx, progress),
+        for field in dataclasses.fields(config):
+            if not field.metadata.get("pytree_node", True):
+                if getattr(hp, field.name) != getattr(config, field.name):
+                    raise ValueError(
+                        "train(key, config): static fields must match make_train's config"
+                    )
+        return hp, make_optimizer(config, hp)
+
+    def init(self, key: jax.Array, hp: PPOConfig | None = None) -> TrainState:
+        """Fresh network, optimizer and reset environments (nothing trained yet)."""
+        hp, tx = self._hyperparameters(hp)
+        return init_train_state(self.setup, hp, tx, key)
+
+    def run(
+        self, state: TrainState, start: Any, count: int, hp: PPOConfig | None = None
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Updates ``start .. start + count - 1`` (``count`` static); per-update metrics."""
+        hp, tx = self._hyperparameters(hp)
+        return jax.lax.scan(
+            functools.partial(iteration, self.setup, hp, tx, self.progress),
             state,
-            jnp.arange(config.num_updates),
+            start + jnp.arange(count),
         )
-        policy = PPOPolicyParams(
+
+    def policy(self, state: TrainState) -> PPOPolicyParams:
+        """The policy of a training state (weights, statistics, bounds)."""
+        config, setup = self.config, self.setup
+        return PPOPolicyParams(
             network=state.network_params,
             obs_stats=state.obs_stats,
             action_low=setup.action_low,
@@ -652,6 +681,27 @@ def make_train(
             activation=config.activation,
             residual=setup.residual,
         )
-        return TrainOutput(policy=policy, metrics=metrics)
 
-    return train
+    def train(self, key: jax.Array, hp: PPOConfig | None = None) -> TrainOutput:
+        """The whole training run from ``key``: ``make_train``'s ``train``."""
+        state, metrics = self.run(self.init(key, hp), 0, self.config.num_updates, hp)
+        return TrainOutput(policy=self.policy(state), metrics=metrics)
+
+
+def make_trainer(
+    config: PPOConfig,
+    progress: ProgressFn | None = None,
+    *,
+    env: Any = None,
+    env_params: Any = None,
+    population: bool = False,
+) -> Trainer:
+    """The :class:`Trainer` behind :func:`make_train` (same arguments and checks)."""
+    config.validate(registered_env=env is None)
+    mesh = env_mesh(config)
+    if env is None:
+        env, tier_params = cardiosim_jax.make(config.env_id, config.difficulty)
+        env_params = tier_params if env_params is None else env_params
+    elif env_params is None:
+        env_params = env.default_params
+    return Trainer(config, _make_setup(config, env, env_params, population, mesh), progress)

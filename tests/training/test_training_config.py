@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 import cardiosim_jax
@@ -115,3 +116,89 @@ def test_config_dict_round_trip():
 def test_smoothness_coefficient_must_be_finite_and_non_negative(coef):
     with pytest.raises(ValueError, match=r"smoothness_coef must be finite and >= 0, got"):
         PPOConfig(smoothness_coef=coef).validate()
+
+
+# Issue 14: every leaf finite and in range, every static field sane, checked before training.
+BAD_SETTINGS = [
+    ({"learning_rate": float("nan")}, r"learning_rate must be finite and >= 0, got nan"),
+    ({"learning_rate": float("inf")}, r"learning_rate must be finite and >= 0, got inf"),
+    ({"learning_rate": -1e-3}, r"learning_rate must be finite and >= 0, got -0\.001"),
+    ({"learning_rate": "3e-4"}, r"learning_rate must be a real number, got '3e-4'"),
+    ({"ent_coef": float("nan")}, r"ent_coef must be finite and >= 0, got nan"),
+    ({"ent_coef": -0.01}, r"ent_coef must be finite and >= 0, got -0\.01"),
+    ({"clip_eps": -1.0}, r"clip_eps must be finite and > 0, got -1"),
+    ({"clip_eps": 0.0}, r"clip_eps must be finite and > 0, got 0"),
+    ({"gamma": 2.0}, r"gamma must be in \[0, 1\], got 2"),
+    ({"gamma": float("nan")}, r"gamma must be in \[0, 1\], got nan"),
+    ({"gae_lambda": -0.5}, r"gae_lambda must be in \[0, 1\], got -0\.5"),
+    ({"vf_coef": -0.5}, r"vf_coef must be finite and >= 0, got -0\.5"),
+    ({"max_grad_norm": 0.0}, r"max_grad_norm must be > 0 \(inf: no clipping\), got 0"),
+    ({"max_grad_norm": float("nan")}, r"max_grad_norm must be > 0 \(inf: no clipping\), got nan"),
+    ({"init_log_std": float("-inf")}, r"init_log_std must be finite, got -inf"),
+    ({"reward_scale": 0.0}, r"reward_scale must be finite and > 0, got 0"),
+    ({"reward_scale": float("inf")}, r"reward_scale must be finite and > 0, got inf"),
+    ({"reward_clip": 0.0}, r"reward_clip must be > 0 \(inf: no clipping\), got 0"),
+    ({"reward_clip": float("nan")}, r"reward_clip must be > 0 \(inf: no clipping\), got nan"),
+    ({"difficulty": "extreme"}, r"unknown difficulty 'extreme' for PacingControl-v0; accepted: "),
+    ({"num_envs": 1.0}, r"num_envs must be an int >= 1, got 1\.0"),
+    ({"num_steps": True}, r"num_steps must be an int >= 1, got True"),
+    ({"minibatch_size": 0}, r"minibatch_size must be an int >= 1, got 0"),
+    ({"total_timesteps": -5}, r"total_timesteps must be an int >= 1, got -5"),
+    ({"update_epochs": 2.5}, r"update_epochs must be an int >= 1, got 2\.5"),
+    ({"anneal_lr": "False"}, r"anneal_lr must be True or False, got 'False'"),
+    ({"hidden_sizes": (64, 0)}, r"hidden_sizes must be a tuple \(or list\) of ints >= 1"),
+    ({"hidden_sizes": (64.0,)}, r"hidden_sizes must be .* got \(64\.0,\)"),
+    ({"hidden_sizes": "64"}, r"hidden_sizes must be .* got '64'"),
+    ({"activation": "gelu"}, r"activation 'gelu' not in \['relu', 'tanh'\]"),
+    ({"init_action": (60.0,)}, r"init_action \(60\.0,\) has 1 entries; PacingControl-v0's action"),
+    ({"init_action": (60.0, float("nan"))}, r"init_action must be a tuple of finite numbers"),
+    ({"residual_scale": (5.0,)}, r"residual_scale \(5\.0,\) has 1 entries; PacingControl-v0's"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_SETTINGS)
+def test_validate_names_the_bad_value_and_what_is_accepted(overrides, message):
+    settings = {"init_action": None, **overrides} if "residual_scale" in overrides else overrides
+    with pytest.raises(ValueError, match=rf"^{message}") as e:
+        preset("paper", "PacingControl-v0", **settings)
+    assert "\n" not in str(e.value)
+
+
+def test_the_edges_of_every_range_are_accepted():
+    config = preset(
+        "paper",
+        "PacingControl-v0",
+        learning_rate=0.0,  # a frozen network, as the PPO tests use
+        ent_coef=0.0,
+        gamma=1.0,
+        gae_lambda=0.0,
+        vf_coef=0.0,
+        max_grad_norm=float("inf"),
+        reward_clip=float("inf"),
+        hidden_sizes=[32, 32],
+        init_action=(60, 1),
+    )
+    assert config.gamma == 1.0 and config.hidden_sizes == [32, 32]
+    preset("paper", "PacingControl-v0", gamma=0.0, gae_lambda=1.0, num_envs=np.int64(1))
+
+
+def test_stacked_configs_are_checked_entry_by_entry():
+    base = preset("paper", "AntiarrhythmicDosing-v0")
+    # `sweep --lr nan` trained NaN weights and printed a normal-looking table.
+    with pytest.raises(
+        ValueError, match=r"^learning_rate must be finite and >= 0, got nan \(entry 1"
+    ):
+        ppo_config.stack_configs([base, base.replace(learning_rate=float("nan"))])
+    stacked = ppo_config.stack_configs([base, base.replace(gamma=0.5)])
+    stacked.validate()
+    with pytest.raises(ValueError, match=r"^gamma must be in \[0, 1\], got 2 \(entry 2 of 3\)$"):
+        stacked.replace(gamma=np.array([0.5, 0.9, 2.0])).validate()
+
+
+def test_validate_without_the_registry_still_checks_leaves_and_static_fields():
+    config = PPOConfig(env_id="Pendulum-v1", difficulty="any label", init_action=(0.0, 0.0, 0.0))
+    config.validate(registered_env=False)
+    with pytest.raises(ValueError, match=r"^clip_eps must be finite and > 0, got nan$"):
+        config.replace(clip_eps=float("nan")).validate(registered_env=False)
+    with pytest.raises(ValueError, match=r"^num_envs must be an int >= 1, got 0$"):
+        config.replace_static(num_envs=0).validate(registered_env=False)

@@ -1,0 +1,111 @@
+"""Periodic training checkpoints: an interrupted run, resumed, equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from cardiosim_jax import cli, experiments
+from cardiosim_jax.training import checkpoint, ppo
+
+ENV_ID = "AntiarrhythmicDosing-v0"
+SEEDS = 2
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def config():
+    # 5 updates of 8 envs x 32 steps.
+    return ppo.preset(
+        "tuned", ENV_ID, num_envs=8, num_steps=32, minibatch_size=64, total_timesteps=5 * 256
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(config, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    return experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=run_dir, interval=2)
+
+
+def leaves(out: ppo.TrainOutput) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves((out.policy, out.metrics))]
+
+
+def assert_identical(a: ppo.TrainOutput, b: ppo.TrainOutput) -> None:
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def interrupt_after(saves: int, monkeypatch) -> None:
+    """Ctrl-C arrives right after the ``saves``-th training checkpoint."""
+    real = checkpoint.save_training
+    count = {"n": 0}
+
+    def save_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_training", save_then_interrupt)
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(
+    config, uninterrupted, tmp_path, monkeypatch
+):
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2)
+    monkeypatch.undo()
+    resumed = experiments.train_seeds(
+        config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2, resume=True
+    )
+    assert np.asarray(resumed.metrics["timesteps"]).shape == (SEEDS, config.num_updates)
+    assert_identical(uninterrupted, resumed)
+
+
+def test_the_interval_does_not_change_the_result(config, uninterrupted, tmp_path):
+    every_update = experiments.train_seeds(
+        config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=1
+    )
+    assert_identical(uninterrupted, every_update)
+    # Against one compiled call: the same run to float32 rounding.
+    whole = experiments.train_seeds(config, SEEDS, 0, log=quiet)
+    for x, y in zip(leaves(whole), leaves(every_update), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_resuming_another_run_is_refused(config, tmp_path, monkeypatch):
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2)
+    monkeypatch.undo()
+    other = config.replace(gamma=0.5)
+    with pytest.raises(checkpoint.CheckpointError, match=r"other settings \(gamma differ\)"):
+        experiments.train_seeds(other, SEEDS, 0, log=quiet, run_dir=tmp_path, resume=True)
+    with pytest.raises(checkpoint.CheckpointError, match="holds 2 seed.* not 3 from --seed 0"):
+        experiments.train_seeds(config, 3, 0, log=quiet, run_dir=tmp_path, resume=True)
+    state = tmp_path / checkpoint.TRAINING_DIR / checkpoint.STATE_FILE
+    state.write_bytes(state.read_bytes()[:-10])
+    with pytest.raises(checkpoint.CheckpointError, match="does not match the SHA-256"):
+        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, resume=True)
+
+
+def test_the_cli_resumes_and_cleans_up(tmp_path, monkeypatch, capsys):
+    argv = ["train", "--env", ENV_ID, "--preset", "tuned", "--timesteps", str(3 * 64 * 128)]
+    argv += ["--episodes", "2", "--checkpoint-every", "1", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="no interrupted run"):
+        cli.main([*argv, "--resume"])
+    interrupt_after(2, monkeypatch)
+    assert cli.main(argv) == 130  # Ctrl-C: "interrupted", no traceback
+    monkeypatch.undo()
+    assert "interrupted" in capsys.readouterr().err
+    assert (tmp_path / checkpoint.TRAINING_DIR / checkpoint.PROGRESS_FILE).exists()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert not (tmp_path / checkpoint.TRAINING_DIR).exists()
+    assert (tmp_path / "seed_0" / checkpoint.POLICY_FILE).exists()
