@@ -542,8 +542,7 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
         check_key(key, f"{self.env_id}.step")
         if params is None:
             params = self.default_params
-        action = conform_action(action, self.action_shape, self.env_id)
-        key_step, key_reset = prng.split(key)
+        key_step, key_reset = prng.split(key)  # transition conforms the action
         obs_st, state_st, reward, terminated, truncated, info = transition(
             self, key_step, state, action, params
         )

@@ -247,8 +247,9 @@ class PPOConfig:
                 "init_action must be None with residual_scale: a residual policy starts "
                 "at the heuristic's action"
             )
+        # Also for a given env object: the heuristic comes from the registry.
         env_id = self.env_id.removeprefix("cardiosim/")
-        if registered_env and cardiosim_jax.registration.spec(env_id).heuristic is None:
+        if cardiosim_jax.registration.spec(env_id).heuristic is None:
             raise ValueError(f"residual_scale needs a registered heuristic; {env_id} has none")
 
     def to_dict(self) -> dict[str, Any]:

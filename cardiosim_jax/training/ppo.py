@@ -553,16 +553,12 @@ def _make_setup(
     action_low = jnp.broadcast_to(jnp.asarray(action_space.low), action_space.shape)
     action_high = jnp.broadcast_to(jnp.asarray(action_space.high), action_space.shape)
     residual = residual_of(config)
-    if residual is not None:
-        if len(residual.scale) != action_space.shape[0]:
-            raise ValueError(
-                f"residual_scale has {len(residual.scale)} entries; the action space has "
-                f"{action_space.shape[0]}"
-            )
-        if cardiosim_jax.registration.spec(residual.env_id).heuristic is None:
-            raise ValueError(
-                f"residual_scale needs a registered heuristic; {residual.env_id} has none"
-            )
+    # The registry's action shape is checked by validate; a given env's only here.
+    if residual is not None and len(residual.scale) != action_space.shape[0]:
+        raise ValueError(
+            f"residual_scale has {len(residual.scale)} entries; the action space has "
+            f"{action_space.shape[0]}"
+        )
     return TrainSetup(
         config=config,
         env=env,
