@@ -305,6 +305,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``table2 --out`` keeps of each cell (``actions``: PPO's, sampled or the mean).
+TABLE2_JSON_KEYS = ("mean", "std", "iqm", "ci95", "n_episodes", "n_seeds", "actions", "block_means")
+
+
 def cmd_table2(args: argparse.Namespace) -> int:
     out = _output_file(args.out) if args.out else None
     results, table = experiments.run_table2(
@@ -314,7 +318,7 @@ def cmd_table2(args: argparse.Namespace) -> int:
     if out is not None:
         slim = {
             env_id: {
-                name: {k: cell[k] for k in ("mean", "std", "iqm", "ci95", "n_episodes", "n_seeds")}
+                name: {k: cell[k] for k in TABLE2_JSON_KEYS if k in cell}
                 for name, cell in cells.items()
             }
             for env_id, cells in results.items()

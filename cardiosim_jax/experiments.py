@@ -11,6 +11,7 @@ and trained policies are compared on the same patients and random events.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import time
@@ -37,6 +38,17 @@ TABLE2_PAPER = {
     "PacingControl-v0": {"random": (-369322, 1545175), "heuristic": (129, 6), "ppo": (-646, 284)},
     "AntiarrhythmicDosing-v0": {"random": (-31, 5), "heuristic": (169, 16), "ppo": (129, 32)},
     "DefibrillationTiming-v0": {"random": (136, 22), "heuristic": None, "ppo": (128, 27)},
+}
+
+#: Episodes per Table 2 cell in the paper: consecutive episodes of one env object.
+PAPER_EPISODES = 20
+#: PPO's actions in the paper's evaluation (the reference repository's ``train_all.py``):
+#: sampled for defibrillation ("stochastic eval for envs where deterministic collapse is
+#: a risk"), the policy's mean for the others.
+TABLE2_PPO_SAMPLED = {
+    "PacingControl-v0": False,
+    "AntiarrhythmicDosing-v0": False,
+    "DefibrillationTiming-v0": True,
 }
 
 Log = Callable[[str], None]
@@ -71,6 +83,7 @@ def train_seeds(
     run_dir: str | Path | None = None,
     interval: int | None = None,
     resume: bool = False,
+    progress: bool = True,
 ) -> ppo.TrainOutput:
     """Train ``n_seeds`` seeds of ``config`` from ``split(PRNGKey(seed))``, vmapped.
 
@@ -80,9 +93,12 @@ def train_seeds(
     so Ctrl-C or a crash loses at most one chunk; ``resume`` continues the run
     saved there. Checkpointed runs agree bit for bit whatever their interval and
     interruptions; they differ from the one-call run by float32 rounding, as
-    their initialisation is compiled on its own.
+    their initialisation is compiled on its own. ``progress`` prints a line per
+    reporting interval from inside the compiled loop; JAX never caches programs
+    with such a host callback on disk, so runs that do not need it turn it off.
     """
-    progress = StderrProgress(ppo.ConsoleProgress(config.num_updates, label=label))
+    reporter = StderrProgress(ppo.ConsoleProgress(config.num_updates, label=label))
+    reporter = reporter if progress else None
     keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
     log(
         f"{label}training {n_seeds} seed(s) x {config.num_updates} updates x "
@@ -90,10 +106,10 @@ def train_seeds(
     )
     start = time.perf_counter()
     if run_dir is None:
-        train = jax.jit(jax.vmap(ppo.make_train(config, progress)))
+        train = jax.jit(jax.vmap(ppo.make_train(config, reporter)))
         out = jax.block_until_ready(train(keys))
     else:
-        out = _train_in_chunks(config, keys, seed, progress, run_dir, interval, resume, label, log)
+        out = _train_in_chunks(config, keys, seed, reporter, run_dir, interval, resume, label, log)
     log(f"{label}trained in {time.perf_counter() - start:.1f}s (compilation included)")
     return out
 
@@ -119,11 +135,12 @@ def _train_in_chunks(
     chunks: list[dict[str, np.ndarray]] = []
     if resume:
         template = jax.eval_shape(init, keys)
-        state, saved, done = checkpoint.load_training(run_dir, template, config, n_seeds, seed)
-        chunks.append(saved)
+        state, metrics, done = checkpoint.load_training(run_dir, template, config, n_seeds, seed)
+        chunks.append(metrics)
         log(f"{label}resuming {run_dir} after update {done} of {total}")
     else:
         state, done = init(keys), 0
+    saved = done  # what the run directory holds, whenever Ctrl-C lands
     try:
         while done < total:
             count = min(interval, total - done)
@@ -133,11 +150,15 @@ def _train_in_chunks(
             checkpoint.save_training(
                 run_dir, state, _concatenate(chunks), done, config, n_seeds, seed
             )
+            saved = done
     except KeyboardInterrupt:
-        log(
-            f"{label}interrupted: {run_dir} holds updates 1-{done} of {total}; "
-            "run the same command with --resume to continue"
-        )
+        if saved == 0:
+            log(f"{label}interrupted before the first checkpoint: nothing saved")
+        else:
+            log(
+                f"{label}interrupted: {run_dir} holds updates 1-{saved} of {total}; "
+                "run the same command with --resume to continue"
+            )
         raise
     metrics = {k: jax.numpy.asarray(v) for k, v in _concatenate(chunks).items()}
     return ppo.TrainOutput(policy=jax.vmap(trainer.policy)(state), metrics=metrics)
@@ -154,13 +175,22 @@ def evaluate_baselines(
     n_episodes: int,
     seed: int = 0,
     names: tuple[str, ...] = ("random", "heuristic"),
+    block_size: int | None = None,
 ) -> dict[str, dict]:
-    """``name -> evaluate(...)`` cell of each baseline policy, ``n_episodes`` from key ``seed``."""
+    """``name -> evaluate(...)`` cell of each baseline policy, ``n_episodes`` from key ``seed``
+    (``block_size``: as :func:`~cardiosim_jax.evaluation.evaluate`'s)."""
     cells = {}
     for name in names:
         policy, policy_params = agents.baseline_policy(name, env, env_params)
         cells[name] = evaluate(
-            policy, env, env_params, jax.random.PRNGKey(seed), n_episodes, 1, policy_params
+            policy,
+            env,
+            env_params,
+            jax.random.PRNGKey(seed),
+            n_episodes,
+            1,
+            policy_params,
+            block_size=block_size,
         )
     return cells
 
@@ -178,8 +208,10 @@ def evaluate_policies(
     episodes: int,
     seed: int = 0,
     policy: Callable[..., jax.Array] = ppo.ppo_policy,
+    block_size: int | None = None,
 ) -> dict:
-    """Evaluate ``n_seeds`` stacked policies (default: PPO, deterministic), ``episodes`` each.
+    """Evaluate ``n_seeds`` stacked policies (default: PPO, deterministic), ``episodes`` each
+    (``block_size``: as :func:`~cardiosim_jax.evaluation.evaluate`'s).
 
     Seed ``i`` plays the ``i``-th key of ``split(evaluation_key(seed), n_seeds)``
     (one key, unsplit, when ``n_seeds`` is 1). ``policies`` has a leading axis
@@ -193,6 +225,7 @@ def evaluate_policies(
         episodes,
         n_seeds,
         policies if n_seeds > 1 else jax.tree_util.tree_map(lambda x: x[0], policies),
+        block_size=block_size,
     )
 
 
@@ -297,6 +330,53 @@ def sweep_markdown(
 # --------------------------------------------------------------------------- Table 2
 
 
+def paper_protocol_params(
+    env: Any, env_params: Any, key: jax.Array, n_episodes: int, first_episode: int = 0
+) -> Any:
+    """A population of ``n_episodes`` parameter sets that replays the paper's evaluation.
+
+    ``train_all.py`` played each Table 2 cell as 20 consecutive episodes of one
+    reference env object, whose parameters carry over between resets
+    (:meth:`~cardiosim_jax.envs.base.CardioSimEnvironment.params_after_resets`:
+    dosing's PK drift). Episode ``i`` here gets the parameters such an object
+    holds at its episode ``first_episode + i % 20``; consecutive blocks of 20
+    episodes are independent objects, ``ceil(n_episodes / 20)`` of them, each
+    with its own key from ``split(key, ...)``. Within a block, episodes share
+    their object's earlier resets, as consecutive episodes of one reference
+    object do, so the spread of 20-episode means is the reference's too.
+    Pass the result as the env params of
+    :func:`cardiosim_jax.evaluation.evaluate` (one patient per episode). An env
+    whose reference carries nothing over gets ``env_params`` back unchanged.
+    """
+    if not env.reference_carries_params:
+        return env_params
+    episode = np.arange(n_episodes)
+    resets = first_episode + episode % PAPER_EPISODES
+    object_keys = jax.random.split(key, -(-n_episodes // PAPER_EPISODES))
+    keys = object_keys[episode // PAPER_EPISODES]
+    return _params_after_resets(env, keys, env_params, resets)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _params_after_resets(env: Any, keys: jax.Array, env_params: Any, resets: Any) -> Any:
+    return jax.vmap(env.params_after_resets, in_axes=(0, None, 0))(keys, env_params, resets)
+
+
+def _mean_or_sampled(params: tuple[Any, jax.Array], obs: jax.Array, key: jax.Array) -> jax.Array:
+    """A PPO policy's sampled action where the flag is set, its mean action elsewhere."""
+    policy, sampled = params
+    return jax.numpy.where(
+        sampled,
+        ppo.ppo_stochastic_policy(policy, obs, key),
+        ppo.ppo_policy(policy, obs, key),
+    )
+
+
+def _protocol_key(seed: int) -> jax.Array:
+    """Draws the earlier resets of the protocol's env objects (apart from the episode keys)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 20)
+
+
 def run_table2(
     quick: bool,
     seeds: int | None = None,
@@ -304,34 +384,73 @@ def run_table2(
     seed: int = 0,
     preset: str = "paper",
 ) -> tuple[dict, str]:
-    """Random, heuristic and PPO on the three environments with the paper's protocol."""
+    """Random, heuristic and PPO on the three environments with the paper's protocol.
+
+    Cell by cell as the reference repository's ``train_all.py`` played them
+    (:func:`paper_protocol_params`): random and the heuristic play the first 20
+    episodes of an env object, PPO the 20 after the heuristic's (one evaluation
+    env served both), with its actions sampled or the mean as
+    :data:`TABLE2_PPO_SAMPLED` says. ``ppo_other_mode`` is PPO with the other
+    choice on the same episodes. Random and the heuristic share episode keys.
+    """
     n_seeds = seeds or (2 if quick else 8)
     n_episodes = episodes or (200 if quick else 1000)
     results: dict[str, dict] = {}
     for env_id, difficulty in TABLE2_PROTOCOL.items():
         env, env_params = cardiosim_jax.make(env_id, difficulty)
         results[env_id] = {}
-        names = ("random", "heuristic") if env_id != "DefibrillationTiming-v0" else ("random",)
-        for name, cell in evaluate_baselines(env, env_params, n_episodes, seed, names).items():
+        names = ("random", "heuristic") if TABLE2_PAPER[env_id]["heuristic"] else ("random",)
+        baseline_episodes = paper_protocol_params(
+            env, env_params, _protocol_key(seed), n_episodes, first_episode=0
+        )
+        block = PAPER_EPISODES if n_episodes >= PAPER_EPISODES else None
+        for name, cell in evaluate_baselines(
+            env, baseline_episodes, n_episodes, seed, names, block
+        ).items():
             results[env_id][name] = {**cell, "n_seeds": 1}
+
         config = ppo.preset(preset, env_id)
         if quick:  # a tenth of the budget: a smoke run of the full protocol
             config = config.replace_static(
                 total_timesteps=max(config.batch_size, config.total_timesteps // 10)
             )
-        out, cell = train_and_evaluate(config, n_seeds, n_episodes, seed, label=f"[{env_id}] ")
-        results[env_id]["ppo"] = {
-            **cell,
-            "learning_curve": {
+        start = time.perf_counter()
+        out = train_seeds(config, n_seeds, seed, label=f"[{env_id}] ")
+        train_seconds = time.perf_counter() - start
+        ppo_episodes = paper_protocol_params(
+            env,
+            env_params,
+            jax.random.fold_in(_protocol_key(seed), 1),
+            n_episodes,
+            first_episode=PAPER_EPISODES if "heuristic" in names else 0,
+        )
+        sampled = TABLE2_PPO_SAMPLED[env_id]
+        for key, use_sampled in (("ppo", sampled), ("ppo_other_mode", not sampled)):
+            flags = np.full((n_seeds,), use_sampled)  # one compiled evaluation serves both
+            cell = evaluate_policies(
+                (out.policy, flags),
+                env,
+                ppo_episodes,
+                n_seeds,
+                n_episodes,
+                seed,
+                _mean_or_sampled,
+                block,
+            )
+            results[env_id][key] = {**cell, "actions": "sampled" if use_sampled else "mean"}
+        results[env_id]["ppo"].update(
+            train_seconds=train_seconds,
+            timesteps=config.total_timesteps,
+            learning_curve={
                 "timesteps": np.asarray(out.metrics["timesteps"])[0].tolist(),
                 "episode_return": np.asarray(out.metrics["episode_return"]).tolist(),
             },
-        }
+        )
     return results, table2_markdown(results, quick, preset)
 
 
 def table2_markdown(results: dict, quick: bool, preset: str) -> str:
-    """Table 2 as markdown: the paper's cells beside ours."""
+    """Table 2 as markdown: the paper's cells beside ours (protocol, and PPO's other mode)."""
 
     def paper(env_id: str, name: str) -> str:
         cell = TABLE2_PAPER[env_id][name]
@@ -341,25 +460,50 @@ def table2_markdown(results: dict, quick: bool, preset: str) -> str:
         if cell is None:
             return "–"
         lo, hi = cell["ci95"]
+        actions = f"{cell['actions']} actions: " if "actions" in cell else ""
         return (
-            f"{cell['mean']:,.1f} ± {cell['std']:,.1f} (IQM {cell['iqm']:,.1f}; "
+            f"{actions}{cell['mean']:,.1f} ± {cell['std']:,.1f} (IQM {cell['iqm']:,.1f}; "
             f"95% CI {lo:,.1f} to {hi:,.1f}; "
             f"{cell['n_seeds']}x{cell['n_episodes'] // cell['n_seeds']})"
         )
 
+    def blocks(env_id: str, name: str, cell: dict) -> str:
+        spread = cell.get("block_means")
+        if spread is None:
+            return "–"
+        paper_cell = TABLE2_PAPER[env_id][name]
+        inside = (
+            ""
+            if paper_cell is None
+            else (
+                " (paper inside)"
+                if spread["p2.5"] <= paper_cell[0] <= spread["p97.5"]
+                else " (paper outside)"
+            )
+        )
+        return f"{spread['p2.5']:,.1f} to {spread['p97.5']:,.1f}{inside}"
+
     lines = [
-        f"Table 2{' (quick: PPO at 1/10 budget)' if quick else ''}, PPO preset '{preset}'. "
-        "Ours: mean ± std over episodes (IQM; 95% bootstrap CI of the mean, over seeds for PPO; "
-        "seeds x episodes per seed).",
+        f"Table 2{' (quick: PPO at 1/10 budget)' if quick else ''}, PPO preset '{preset}', "
+        "the paper's protocol: each cell plays the episodes train_all.py played (20 "
+        "consecutive episodes of one env object, PPO after the heuristic's; dosing's PK "
+        "drifts over them) and PPO acts as it did there (mean action; sampled for "
+        "defibrillation). Ours: mean ± std over episodes (IQM; 95% bootstrap CI of the mean, "
+        "over seeds for PPO; seeds x episodes per seed). The paper's cells are the mean of "
+        "20 episodes of one policy: the yardstick for them is where such a mean falls, the "
+        "central 95 % of our 20-episode block means (within each seed).",
         "",
-        "| Environment | Policy | Paper (20 episodes) | cardiosim-jax |",
-        "|---|---|---:|---:|",
+        "| Environment | Policy | Paper (20 episodes) | cardiosim-jax, paper protocol "
+        "| 95 % of 20-episode means | PPO's other action mode, same episodes |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for env_id, cells in results.items():
         for name in ("random", "heuristic", "ppo"):
             if name in cells:
+                other = cells.get("ppo_other_mode") if name == "ppo" else None
                 lines.append(
                     f"| {env_id} ({TABLE2_PROTOCOL[env_id]}) | {name} | {paper(env_id, name)} | "
-                    f"{ours(cells[name])} |"
+                    f"{ours(cells[name])} | {blocks(env_id, name, cells[name])} | "
+                    f"{ours(other)} |"
                 )
     return "\n".join(lines) + "\n"

@@ -374,6 +374,9 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
     #: Inter-patient variability (log-normal CV) of parameters, by override name;
     #: empty where the environment has no patient model (the v0 environments).
     patient_variation: ClassVar[Mapping[str, Variability]] = {}
+    #: Whether CardioSim 0.1.0's env object of this id carries parameters from one
+    #: ``reset()`` to the next (:meth:`params_after_resets` says how).
+    reference_carries_params: ClassVar[bool] = False
 
     def __hash__(self) -> int:
         return hash(type(self))
@@ -491,6 +494,22 @@ class CardioSimEnvironment(environment.Environment[TState, TParams], Generic[TSt
             typical = self.parameter_value(params, name)
             drawn[name] = jnp.clip(typical * factor, bounds.low, bounds.high)
         return self.consistent_patients(drawn)
+
+    def params_after_resets(
+        self, key: jax.Array, params: TParams, resets: jax.Array | int
+    ) -> TParams:
+        """The parameters a CardioSim 0.1.0 env object holds after ``resets`` resets.
+
+        The reference's env objects carry parameters from one ``reset()`` to the
+        next, and the paper's Table 2 played consecutive episodes of one object
+        (``baselines/table2.py`` and :func:`cardiosim_jax.experiments.run_table2`
+        reproduce that protocol). Resetting these ``params`` then plays the
+        ``resets + 1``-th episode of such an object, in distribution; ``key``
+        draws what the earlier resets drew. ``resets`` may be traced (it is vmapped
+        over episodes). Identity where nothing carries over.
+        """
+        del key, resets
+        return params
 
     def observe(self, key: jax.Array, state: TState, action: Any, params: TParams) -> jax.Array:
         """gymnax 1.0's keyed observation hook: the observation of ``state``.

@@ -14,12 +14,22 @@ They also let a draw be computed *where it is used*: ``uniform_at(key, i)`` is
 element ``i`` of ``uniform(key, (n,))`` for any ``n > i``, so a substep loop can
 draw its own noise without materialising the whole vector first.
 
+The fused form makes programs larger: they compile 30-50 % slower (a v1
+environment's rollout: about 7 s instead of 5 s on a 2-core CPU). Where
+compilation dominates (a test suite, many short runs), ``CARDIOSIM_JAX_FUSED_PRNG=0``
+in the environment before import, or :func:`fused_threefry` around tracing,
+falls back to ``jax.random``: the same numbers, compiled faster, run slower.
+
 Keys other than Threefry keys (typed keys of another implementation, or raw
 keys while ``jax_default_prng_impl`` is not Threefry), and the non-default
 ``jax_threefry_partitionable=False`` mode, fall back to ``jax.random`` itself.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +40,24 @@ _PARITY = np.uint32(0x1BD11BDA)
 #: Lower bound jax.random.normal draws its uniform from: nextafter(-1, 0) in float32.
 _NORMAL_LOW = float(np.nextafter(np.float32(-1.0), np.float32(0.0)))
 _SQRT2 = np.float32(np.sqrt(2.0))
+
+
+_fused = os.environ.get("CARDIOSIM_JAX_FUSED_PRNG", "1") != "0"
+
+
+@contextlib.contextmanager
+def fused_threefry(enabled: bool) -> Iterator[None]:
+    """Trace draws with (``True``) or without the fused Threefry inside the block.
+
+    Both give the same numbers, so a program compiled under the other setting
+    (``jit`` caches do not see this switch) computes the same results.
+    """
+    global _fused
+    previous, _fused = _fused, bool(enabled)
+    try:
+        yield
+    finally:
+        _fused = previous
 
 
 def _rotl(x: jax.Array, d: int) -> jax.Array:
@@ -58,7 +86,7 @@ def threefry2x32(
 
 def _threefry_data(key: jax.Array) -> jax.Array | None:
     """The uint32 ``(2,)`` data of a Threefry key handled here, else ``None`` (fall back)."""
-    if not jax.config.jax_threefry_partitionable:
+    if not _fused or not jax.config.jax_threefry_partitionable:
         return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if jax.random.key_impl(key) != "threefry2x32":

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,11 @@ def _read_config(directory: Path) -> tuple[PPOConfig, dict[str, Any]]:
         )
     if not isinstance(data.get("env_id"), str):
         raise CheckpointError(f"{path}: the config names no env_id")
+    version = payload.get("format", 1)  # format 1 (no checksum) wrote no field
+    if type(version) is not int or not 1 <= version <= FORMAT:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format {version!r}; this version reads 1 to {FORMAT}"
+        )
     known = {field.name for field in dataclasses.fields(PPOConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -204,7 +210,18 @@ def load_policy(
         )
     data = policy_path.read_bytes()
     saved_digest = payload.get("policy_sha256")
-    if saved_digest is not None and hashlib.sha256(data).hexdigest() != saved_digest:
+    if saved_digest is None:
+        if payload.get("format", 1) >= 2:
+            raise CheckpointError(
+                f"{directory / CONFIG_FILE} has no policy_sha256, which format "
+                f"{payload['format']} always writes (edited after saving?)"
+            )
+        warnings.warn(
+            f"{directory} was saved before checkpoints carried a checksum (format 1): its "
+            "weights cannot be verified; save_policy would re-save it with one",
+            stacklevel=2,
+        )
+    elif hashlib.sha256(data).hexdigest() != saved_digest:
         raise CheckpointError(
             f"{policy_path} does not match the SHA-256 saved in {CONFIG_FILE} "
             "(corrupted or modified after saving; retrain or restore it)"

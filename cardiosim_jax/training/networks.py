@@ -187,3 +187,54 @@ def ppo_stochastic_policy(params: PPOPolicyParams, obs: jax.Array, key: jax.Arra
     mean, log_std, _ = policy_network(params).apply(params.network, _prepare(params, obs))
     raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
     return env_action(params, raw, obs, jax.random.fold_in(key, 1))
+
+
+#: Our layer for each Stable-Baselines3 ``MlpPolicy`` layer (two hidden layers per net).
+_SB3_LAYERS = {
+    "Dense_0": "mlp_extractor.policy_net.0",
+    "Dense_1": "mlp_extractor.policy_net.2",
+    "actor_mean": "action_net",
+    "Dense_2": "mlp_extractor.value_net.0",
+    "Dense_3": "mlp_extractor.value_net.2",
+    "Dense_4": "value_net",
+}
+
+
+def from_sb3(state_dict: dict[str, Any], template: PPOPolicyParams) -> PPOPolicyParams:
+    """A Stable-Baselines3 PPO ``MlpPolicy``'s weights as a policy we can evaluate.
+
+    ``state_dict`` is ``model.policy.state_dict()`` (tensors or NumPy arrays) of
+    SB3's default architecture: separate 64-64 tanh actor and critic and a
+    state-independent log-std, which is :class:`ActorCritic`. ``template``
+    supplies the rest (:func:`cardiosim_jax.training.checkpoint.policy_template`
+    of a config with SB3's architecture and no observation normalisation).
+    Its ``rescale_actions`` says which action space SB3 trained in: ``True``
+    for the Gymnasium adapter's default ``Box(-1, 1)`` (``normalize_actions=True``),
+    ``False`` for physical units. SB3's deterministic ``predict`` then equals
+    :func:`ppo_policy`, and its sampled actions are :func:`ppo_stochastic_policy`'s
+    in distribution.
+
+    Raises:
+        ValueError: a missing layer, a shape that does not fit ``template``, or
+            a template that normalises observations (SB3's MlpPolicy does not).
+    """
+    weights = {k: np.asarray(v, np.float32) for k, v in state_dict.items()}  # CPU tensors too
+    network = template.network["params"]
+    params: dict[str, Any] = {}
+    for ours, theirs in _SB3_LAYERS.items():
+        for name, suffix, transpose in (("kernel", "weight", True), ("bias", "bias", False)):
+            key = f"{theirs}.{suffix}"
+            if key not in weights:
+                raise ValueError(f"the SB3 state dict has no {key!r}: not an MlpPolicy?")
+            value = weights[key].T if transpose else weights[key]
+            params.setdefault(ours, {})[name] = value
+    params["log_std"] = weights.get("log_std")
+    if params["log_std"] is None:
+        raise ValueError("the SB3 state dict has no 'log_std': not a Gaussian MlpPolicy?")
+    shapes = jax.tree_util.tree_map(np.shape, network)
+    given = jax.tree_util.tree_map(np.shape, params)
+    if given != shapes:
+        raise ValueError(f"SB3 weights of shapes {given} do not fit this policy's {shapes}")
+    if template.normalize_observations or template.symlog_observations:
+        raise ValueError("the template normalises observations; SB3's MlpPolicy does not")
+    return template.replace(network={"params": jax.tree_util.tree_map(jnp.asarray, params)})

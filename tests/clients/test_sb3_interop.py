@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 
 import gymnasium
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env
 
 import cardiosim_jax  # noqa: F401  (registers the cardiosim_jax/... ids)
+from cardiosim_jax.training import checkpoint, networks, ppo
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "gymnasium.md"
 #: PPO budget per environment: 8 rollouts of 256 steps.
@@ -93,3 +96,51 @@ def test_docs_code_blocks_run(capsys):
     assert "float32 (6,) <class 'float'>" in out
     assert "(1024, 6) float64 (1024,)" in out
     assert namespace["done"] and namespace["model"].num_timesteps >= 2048
+    assert "SB3 policy on 100 episodes: " in out and namespace["cell"]["n_episodes"] == 100
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("normalized", [False, True])
+def test_an_sb3_policy_evaluates_as_sb3_predicts(env_id, normalized):
+    """``networks.from_sb3``: SB3's deterministic action and value, from our evaluation
+    path, in physical action units or the adapter's Box(-1, 1) (``rescale_actions``)."""
+    config = ppo.preset("paper", env_id, rescale_actions=normalized)
+    env = gymnasium.make(
+        f"cardiosim_jax/{env_id}", difficulty=config.difficulty, normalize_actions=normalized
+    )
+    model = PPO("MlpPolicy", env, device="cpu", seed=0)
+    with torch.no_grad():  # away from the initialisation, where the actor's output is ~0
+        for parameter in model.policy.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    policy = networks.from_sb3(model.policy.state_dict(), checkpoint.policy_template(config))
+    physical = env.unwrapped.jax_env.action_space(env.unwrapped.jax_params)
+    obs, _ = env.reset(seed=0)
+    for _ in range(8):
+        action, _ = model.predict(obs, deterministic=True)
+        if normalized:  # what the adapter sends to the JAX env
+            action = physical.low + (action + 1.0) / 2.0 * (physical.high - physical.low)
+        ours = ppo.ppo_policy(policy, jnp.asarray(obs), jax.random.PRNGKey(0))
+        np.testing.assert_allclose(ours, action, rtol=1e-5, atol=1e-4)
+        _, _, value = networks.policy_network(policy).apply(policy.network, jnp.asarray(obs))
+        expected = model.policy.predict_values(torch.as_tensor(obs[None])).item()
+        np.testing.assert_allclose(float(value), expected, rtol=1e-5, atol=1e-5)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def test_from_sb3_refuses_what_does_not_fit():
+    env_id = "DefibrillationTiming-v0"
+    config = ppo.preset("paper", env_id)
+    env = gymnasium.make(f"cardiosim_jax/{env_id}", normalize_actions=False)
+    template = checkpoint.policy_template(config)
+    small = PPO("MlpPolicy", env, device="cpu", policy_kwargs={"net_arch": [32, 32]})
+    with pytest.raises(ValueError, match="do not fit this policy"):
+        networks.from_sb3(small.policy.state_dict(), template)
+    weights = dict(PPO("MlpPolicy", env, device="cpu").policy.state_dict())
+    del weights["action_net.bias"]
+    with pytest.raises(ValueError, match="no 'action_net.bias': not an MlpPolicy"):
+        networks.from_sb3(weights, template)
+    normalizing = checkpoint.policy_template(config.replace_static(normalize_observations=True))
+    with pytest.raises(ValueError, match="normalises observations"):
+        networks.from_sb3(PPO("MlpPolicy", env, device="cpu").policy.state_dict(), normalizing)

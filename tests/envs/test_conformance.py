@@ -7,6 +7,7 @@ overrides; the v1 populations come from :func:`cardiosim_jax.patients.sample`.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ from conftest import ALL_IDS
 
 import cardiosim_jax
 from cardiosim_jax import patients, testing
+from cardiosim_jax.models import prng
 
 #: v0 populations (no patient model): three patients' overrides per environment.
 V0_POPULATIONS = {
@@ -64,6 +66,21 @@ def test_determinism(env_id):
     np.testing.assert_array_equal(
         first[1][1], testing.rollout(again, params, jax.random.PRNGKey(0), actions)[1][1]
     )
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_fused_and_rolled_threefry_give_the_same_rollout(env_id):
+    """The package traces draws with its fused Threefry, this suite with jax.random's
+    (conftest.py): the same trajectory, bit for bit, either way."""
+    env, _ = cardiosim_jax.make(env_id)
+    params = testing.registered_tiers(env_id)["hard"]
+    actions = testing.random_actions(env, params, jax.random.PRNGKey(1), testing.ROLLOUT_STEPS)
+    rollouts = []
+    for fused in (True, False):
+        with prng.fused_threefry(fused):  # a fresh jit: traced under the setting
+            run = jax.jit(testing.rollout.__wrapped__, static_argnums=0)
+            rollouts.append(run(env, params, jax.random.PRNGKey(5), actions))
+    chex.assert_trees_all_equal(*rollouts)
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)

@@ -14,7 +14,7 @@ from cardiosim.agents.heuristic import HeuristicDosingAgent, HeuristicPacingAgen
 from scipy import stats
 
 import cardiosim_jax
-from cardiosim_jax import agents
+from cardiosim_jax import agents, experiments
 from cardiosim_jax.rollout import run_episodes
 from cardiosim_tools.reference import reference_env, reference_random_policy, reference_returns
 
@@ -140,3 +140,19 @@ def test_paper_heuristic_dosing_cell_needs_reference_pk_drift():
             drifting.append(total)
     low, high = np.percentile(drifting, [2.5, 97.5])
     assert low <= 169.0 <= high, (low, high)
+
+    # Table 2's protocol (experiments.paper_protocol_params) replays that drift in v0:
+    # its returns match the reused reference env's and put 169 inside their spread.
+    env, params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+    population = experiments.paper_protocol_params(env, params, jax.random.PRNGKey(4), 1000)
+    policy, policy_params = agents.baseline_policy("heuristic", env, params)
+    replayed = np.asarray(
+        run_episodes(
+            env, population, policy, policy_params, jax.random.PRNGKey(3), 1000, 200
+        ).episode_return,
+        np.float64,
+    )
+    low, high = np.percentile(replayed, [2.5, 97.5])
+    assert low <= 169.0 <= high, (low, high)
+    se = np.hypot(replayed.std(ddof=1) / np.sqrt(1000), np.std(drifting, ddof=1) / np.sqrt(200))
+    assert abs(replayed.mean() - np.mean(drifting)) < 3 * se, (replayed.mean(), np.mean(drifting))

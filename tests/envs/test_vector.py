@@ -160,8 +160,29 @@ def test_rejects_bad_sizes():
 KEYS = jax.random.split(jax.random.PRNGKey(3), 257)
 
 
+@pytest.fixture
+def fused():
+    """The package's default fused Threefry (the suite traces with the rolled one)."""
+    with prng.fused_threefry(True):
+        yield
+
+
+def test_the_switch_selects_the_fused_or_the_rolled_threefry():
+    def primitives() -> set[str]:
+        jaxpr = jax.make_jaxpr(lambda k: prng.uniform(k, (3,)))(KEYS[0])
+        return {str(eqn.primitive) for eqn in jaxpr.jaxpr.eqns}
+
+    with prng.fused_threefry(True):
+        fused = primitives()
+    with prng.fused_threefry(False):
+        rolled = primitives()
+    # Fused: the hash as integer ops in line. Rolled: jax.random's own (jitted) call.
+    assert {"shift_left", "xor"} <= fused and "jit" not in fused
+    assert "jit" in rolled and "shift_left" not in rolled
+
+
 @pytest.mark.parametrize("jit", [False, True])
-def test_prng_matches_jax_random_bit_for_bit(jit):
+def test_prng_matches_jax_random_bit_for_bit(jit, fused):
     wrap = jax.jit if jit else (lambda f: f)
     pairs = {
         "split": (lambda k: prng.split(k, 3), lambda k: jax.random.split(k, 3)),
@@ -191,7 +212,7 @@ def test_prng_matches_jax_random_bit_for_bit(jit):
     )
 
 
-def test_prng_typed_and_other_implementations():
+def test_prng_typed_and_other_implementations(fused):
     key = jax.random.key(5)
     np.testing.assert_array_equal(
         jax.random.key_data(prng.split(key, 4)), jax.random.key_data(jax.random.split(key, 4))

@@ -98,14 +98,40 @@ def test_flipped_truncated_or_replaced_weights_are_refused(saved):
             checkpoint.load_policy(saved)
 
 
-def test_without_a_checksum_bad_bytes_still_fail_cleanly(saved):
-    # A checkpoint saved before checksums existed: the structure checks remain.
+def test_a_format_2_config_without_its_checksum_is_refused(saved, policy):
     edit_config(saved, lambda payload: payload.pop("policy_sha256"))
+    with pytest.raises(checkpoint.CheckpointError, match="has no policy_sha256, which format 2"):
+        checkpoint.load_policy(saved)
+
+
+def test_a_format_1_checkpoint_loads_with_a_warning_and_its_structure_checked(saved, policy):
+    """Saved before checksums existed (no ``format``, no ``policy_sha256``): loads, says its
+    weights cannot be verified, and the structure checks still catch bad bytes."""
+
+    def make_format_1(payload):
+        payload.pop("policy_sha256")
+        payload.pop("format")
+
+    edit_config(saved, make_format_1)
+    with pytest.warns(UserWarning, match=r"before checkpoints carried a checksum \(format 1\)"):
+        assert_loads_as(saved, policy)
     original = (saved / checkpoint.POLICY_FILE).read_bytes()
     for damaged in (original[: len(original) // 2], b"", b"\xc1" * 64):
         (saved / checkpoint.POLICY_FILE).write_bytes(damaged)
-        with pytest.raises(checkpoint.CheckpointError, match="not a flax msgpack file"):
+        with (
+            pytest.warns(UserWarning),
+            pytest.raises(checkpoint.CheckpointError, match="not a flax msgpack file"),
+        ):
             checkpoint.load_policy(saved)
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", 2.0, True, None])
+def test_an_unknown_format_is_refused(saved, version):
+    edit_config(saved, lambda payload: payload.update(format=version))
+    with pytest.raises(
+        checkpoint.CheckpointError, match="unknown checkpoint format .*reads 1 to 2$"
+    ):
+        checkpoint.load_policy(saved)
 
 
 def test_a_config_relabelled_to_another_env_is_refused(saved):

@@ -13,6 +13,7 @@ from conftest import expected_always_shock_return
 import cardiosim_jax
 from cardiosim_jax import agents
 from cardiosim_jax.evaluation import evaluate, interquartile_mean, summarize_returns
+from cardiosim_jax.rollout import run_episodes
 
 SUMMARY_KEYS = {"mean", "std", "iqm", "median", "ci95", "n_episodes"}
 
@@ -168,6 +169,36 @@ def test_evaluate_over_seeds_uses_per_seed_params_and_a_ci_over_seeds(defibrilla
     assert hi == pytest.approx(full_energy)
     # The episode std still describes all 600 episodes (two clusters ~400 apart).
     assert result["std"] > 150.0
+
+
+def test_block_means_spread_within_each_seed(defibrillation_easy):
+    """``block_size``: percentiles of consecutive-block means, blocks never span seeds."""
+    env, params = defibrillation_easy
+    stacked = agents.AlwaysShockParams(energy_j=jnp.array((360.0, 0.0)))
+    key = jax.random.PRNGKey(2)
+    result = evaluate(agents.always_shock_policy, env, params, key, 50, 2, stacked, block_size=20)
+    blocks = result["block_means"]
+    assert blocks["size"] == 20 and blocks["n"] == 4  # 2 full blocks per seed, 10 left over
+    # By hand from the same episodes (seed i plays split(key, 2)[i]).
+    per_seed = []
+    for i, k in enumerate(jax.random.split(key, 2)):
+        stats = run_episodes(
+            env,
+            params,
+            agents.always_shock_policy,
+            agents.AlwaysShockParams(energy_j=stacked.energy_j[i]),
+            k,
+            50,
+            int(params.max_steps_in_episode),
+        )
+        per_seed.append(np.asarray(stats.episode_return, np.float64)[:40].reshape(2, 20).mean(1))
+    low, high = np.percentile(np.concatenate(per_seed), [2.5, 97.5])
+    assert blocks["p2.5"] == pytest.approx(low) and blocks["p97.5"] == pytest.approx(high)
+    # The 0 J seed's blocks are all exactly -260: the lower end; 360 J's near +140.
+    assert blocks["p2.5"] == pytest.approx(-260.0, abs=1e-3)
+    assert blocks["p97.5"] > 100.0
+    with pytest.raises(ValueError, match="block_size 60 exceeds the 50 episodes per seed"):
+        evaluate(agents.always_shock_policy, env, params, key, 50, 2, stacked, block_size=60)
 
 
 def test_evaluate_over_three_seeds_orders_by_energy(defibrillation_easy):

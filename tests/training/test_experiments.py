@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 import cardiosim_jax
 from cardiosim_jax import agents, experiments
@@ -78,3 +81,76 @@ def test_one_seed_uses_the_same_rule(setting):
     (key,) = jax.random.split(jax.random.PRNGKey(SEED + 1), 1)
     expected = returns_on_key(env, env_params, policy, policy_params, key)
     np.testing.assert_allclose(cell["seed_means"], [expected], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- Table 2 protocol
+
+
+def test_paper_protocol_replays_consecutive_episodes_of_drifting_env_objects():
+    """Dosing: episode i holds the k_e and V_d of a reference object's episode
+    ``first + i % 20``: the defaults times that many factors in [1 - var, 1 + var]."""
+    env, env_params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+    var = float(env_params.pk_variability)
+    default = np.asarray([env_params.pk.elimination_rate, env_params.pk.volume_of_distribution])
+    for first in (0, 20):
+        population = experiments.paper_protocol_params(
+            env, env_params, jax.random.PRNGKey(0), 45, first_episode=first
+        )
+        drift = (
+            np.stack([population.pk.elimination_rate, population.pk.volume_of_distribution], -1)
+            / default
+        )
+        assert drift.shape == (45, 2)
+        resets = first + np.arange(45) % 20
+        assert np.all(drift >= (1 - var) ** resets[:, None] * (1 - 1e-5))
+        assert np.all(drift <= (1 + var) ** resets[:, None] * (1 + 1e-5))
+        # A fresh object's first episode holds the defaults; every later one has drifted.
+        np.testing.assert_array_equal(drift[resets == 0], 1.0)
+        assert np.all(drift[resets > 0] != 1.0)
+        # One object's episodes share its earlier resets: each adds one factor to the last.
+        steps = drift[1:] / drift[:-1]
+        same_object = np.arange(1, 45) % 20 != 0
+        assert np.all(np.abs(steps[same_object] - 1.0) <= var * (1 + 1e-5))
+        # Objects drift independently; everything else stays the tier's.
+        assert len({float(x) for x in drift[resets == first + 19, 0]}) == 2
+        np.testing.assert_array_equal(population.arrhythmia_prob, env_params.arrhythmia_prob)
+
+
+def test_paper_protocol_drift_matches_a_reused_reference_env():
+    """log(k_e) after 19 resets of one reference object, against ours (two-sample KS)."""
+    from cardiosim_tools.reference import reference_env
+
+    reference = []
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        ref = reference_env("AntiarrhythmicDosing-v0", "medium")
+        for _ in range(20):
+            ref.reset(seed=int(rng.integers(2**31)))
+        reference.append(ref.pk_model.ke)
+    env, env_params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+    population = experiments.paper_protocol_params(
+        env, env_params, jax.random.PRNGKey(1), 20 * 300, first_episode=0
+    )
+    last = jax.tree_util.tree_map(lambda x: x[19::20], population)
+    _, states = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(2), 300), last)
+    ours = np.log(np.asarray(states.elimination_rate, np.float64))
+    reference = np.log(np.asarray(reference))
+    assert stats.ks_2samp(ours, reference).pvalue > 0.01
+    # Twenty factors of 1 + U(-0.2, 0.2): log-sd about 0.52, far from a fresh draw's 0.12.
+    assert 0.4 < ours.std() < 0.65 and 0.4 < reference.std() < 0.65
+
+
+@pytest.mark.parametrize("env_id", ["PacingControl-v0", "DefibrillationTiming-v0"])
+def test_paper_protocol_keeps_params_where_nothing_carries_over(env_id):
+    env, env_params = cardiosim_jax.make(env_id, experiments.TABLE2_PROTOCOL[env_id])
+    assert not env.reference_carries_params
+    population = experiments.paper_protocol_params(
+        env, env_params, jax.random.PRNGKey(0), 7, first_episode=20
+    )
+    assert population is env_params
+    # Its params_after_resets is the identity, under vmap too.
+    drifted = jax.vmap(env.params_after_resets, in_axes=(0, None, 0))(
+        jax.random.split(jax.random.PRNGKey(0), 3), env_params, jnp.arange(3)
+    )
+    expected = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (3, *np.shape(x))), env_params)
+    chex.assert_trees_all_equal(drifted, expected)

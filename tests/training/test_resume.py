@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -28,7 +34,9 @@ def config():
 @pytest.fixture(scope="module")
 def uninterrupted(config, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    return experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=run_dir, interval=2)
+    return experiments.train_seeds(
+        config, SEEDS, 0, log=quiet, progress=False, run_dir=run_dir, interval=2
+    )
 
 
 def leaves(out: ppo.TrainOutput) -> list[np.ndarray]:
@@ -60,10 +68,12 @@ def test_an_interrupted_run_resumes_to_the_same_result(
 ):
     interrupt_after(1, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2)
+        experiments.train_seeds(
+            config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, interval=2
+        )
     monkeypatch.undo()
     resumed = experiments.train_seeds(
-        config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2, resume=True
+        config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, interval=2, resume=True
     )
     assert np.asarray(resumed.metrics["timesteps"]).shape == (SEEDS, config.num_updates)
     assert_identical(uninterrupted, resumed)
@@ -71,11 +81,11 @@ def test_an_interrupted_run_resumes_to_the_same_result(
 
 def test_the_interval_does_not_change_the_result(config, uninterrupted, tmp_path):
     every_update = experiments.train_seeds(
-        config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=1
+        config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, interval=1
     )
     assert_identical(uninterrupted, every_update)
     # Against one compiled call: the same run to float32 rounding.
-    whole = experiments.train_seeds(config, SEEDS, 0, log=quiet)
+    whole = experiments.train_seeds(config, SEEDS, 0, log=quiet, progress=False)
     for x, y in zip(leaves(whole), leaves(every_update), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
@@ -83,29 +93,64 @@ def test_the_interval_does_not_change_the_result(config, uninterrupted, tmp_path
 def test_resuming_another_run_is_refused(config, tmp_path, monkeypatch):
     interrupt_after(1, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, interval=2)
+        experiments.train_seeds(
+            config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, interval=2
+        )
     monkeypatch.undo()
     other = config.replace(gamma=0.5)
     with pytest.raises(checkpoint.CheckpointError, match=r"other settings \(gamma differ\)"):
-        experiments.train_seeds(other, SEEDS, 0, log=quiet, run_dir=tmp_path, resume=True)
+        experiments.train_seeds(
+            other, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, resume=True
+        )
     with pytest.raises(checkpoint.CheckpointError, match="holds 2 seed.* not 3 from --seed 0"):
-        experiments.train_seeds(config, 3, 0, log=quiet, run_dir=tmp_path, resume=True)
+        experiments.train_seeds(
+            config, 3, 0, log=quiet, progress=False, run_dir=tmp_path, resume=True
+        )
     state = tmp_path / checkpoint.TRAINING_DIR / checkpoint.STATE_FILE
     state.write_bytes(state.read_bytes()[:-10])
     with pytest.raises(checkpoint.CheckpointError, match="does not match the SHA-256"):
-        experiments.train_seeds(config, SEEDS, 0, log=quiet, run_dir=tmp_path, resume=True)
+        experiments.train_seeds(
+            config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, resume=True
+        )
 
 
-def test_the_cli_resumes_and_cleans_up(tmp_path, monkeypatch, capsys):
-    argv = ["train", "--env", ENV_ID, "--preset", "tuned", "--timesteps", str(3 * 64 * 128)]
+def test_ctrl_c_stops_the_cli_within_one_interval_and_resume_finishes(tmp_path, capsys):
+    """A real SIGINT to a real ``cardiosim-jax train``: exit 130 with one line, no
+    traceback, the last checkpoint kept; ``--resume`` then completes the run and cleans up."""
+    updates = 40
+    argv = ["train", "--env", ENV_ID, "--preset", "tuned", "--timesteps", str(updates * 64 * 128)]
     argv += ["--episodes", "2", "--checkpoint-every", "1", "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="no interrupted run"):
         cli.main([*argv, "--resume"])
-    interrupt_after(2, monkeypatch)
-    assert cli.main(argv) == 130  # Ctrl-C: "interrupted", no traceback
-    monkeypatch.undo()
-    assert "interrupted" in capsys.readouterr().err
-    assert (tmp_path / checkpoint.TRAINING_DIR / checkpoint.PROGRESS_FILE).exists()
+
+    progress = tmp_path / checkpoint.TRAINING_DIR / checkpoint.PROGRESS_FILE
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cardiosim_jax.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not progress.exists():  # the first interval is saved: training is under way
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "cardiosim-jax train: interrupted"
+    saved = json.loads(progress.read_text())["updates_done"]
+    assert 1 <= saved < updates  # stopped within an interval or two, not at the end
+    assert f"holds updates 1-{saved} of {updates}" in err
+    assert not (tmp_path / "seed_0").exists()
+
     assert cli.main([*argv, "--resume"]) == 0
+    assert f"resuming {tmp_path} after update {saved} of {updates}" in capsys.readouterr().err
     assert not (tmp_path / checkpoint.TRAINING_DIR).exists()
     assert (tmp_path / "seed_0" / checkpoint.POLICY_FILE).exists()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["training"]["timesteps"][0]) == updates

@@ -95,6 +95,7 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
 
     env_id = "AntiarrhythmicDosing-v0"
     action_shape = (1,)
+    reference_carries_params = True  # k_e and V_d drift over resets (params_after_resets)
     tiers = {
         "easy": {"arrhythmia_prob": 0.3, "membrane_noise_std": 0.01, "pk_variability": 0.0},
         "medium": {"arrhythmia_prob": 0.5, "membrane_noise_std": 0.03, "pk_variability": 0.2},
@@ -208,6 +209,29 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
             time=jnp.zeros((), jnp.int32),
         )
         return self.observe(key, state, None, params), state
+
+    def params_after_resets(
+        self, key: jax.Array, params: EnvParams, resets: jax.Array | int
+    ) -> EnvParams:
+        """The reference scales k_e and V_d of its env object in place at every reset,
+        so they drift: after ``resets`` resets each is its default times ``resets``
+        factors 1 + U(-var, var), the ``i``-th drawn from ``fold_in(key, i)`` (this env
+        draws them fresh instead: docs/reference-differences.md item 3)."""
+        var = params.pk_variability
+
+        def one_reset(i: jax.Array, drift: jax.Array) -> jax.Array:
+            factors = 1.0 + prng.uniform(jax.random.fold_in(key, i), (2,), -var, var)
+            return drift * factors
+
+        elimination_drift, volume_drift = jax.lax.fori_loop(
+            0, resets, one_reset, jnp.ones((2,), jnp.float32)
+        )
+        return params.replace(
+            pk=params.pk.replace(
+                elimination_rate=params.pk.elimination_rate * elimination_drift,
+                volume_of_distribution=params.pk.volume_of_distribution * volume_drift,
+            )
+        )
 
     @staticmethod
     def _therapeutic_fraction(state: EnvState) -> jax.Array:
