@@ -162,7 +162,7 @@ KEYS = jax.random.split(jax.random.PRNGKey(3), 257)
 
 @pytest.fixture
 def fused():
-    """The package's default fused Threefry (the suite traces with the rolled one)."""
+    """The fused Threefry, whatever CARDIOSIM_JAX_FUSED_PRNG says."""
     with prng.fused_threefry(True):
         yield
 
