@@ -7,13 +7,14 @@ SB3 trains through our Gymnasium adapter, so the two PPOs see the same
 environment; ``--sb3-env reference`` trains SB3 on the reference package's own
 env instead (one object reused across resets, as the paper did: dosing's PK
 drifts through training). Both are then evaluated by our JAX evaluation on the
-same Table 2 protocol episodes (:func:`cardiosim_jax.experiments.paper_protocol_params`),
+same episodes as Table 2's PPO cell (:func:`cardiosim_jax.experiments.table2_episodes`),
 SB3's weights copied into our network (the architectures are the same), with the
 actions the paper used and the other mode.
 
 SB3 runs are slow (minutes each, one CPU core); each is cached as its own JSON
 under ``results/sb3_parity/`` and reused, so seeds can be added over several
-sessions (``--sb3-seeds`` is how many to have). Writes
+sessions (``--sb3-seeds`` is how many to have at least; every cached seed is
+evaluated). Writes
 ``results/sb3_parity.{json,md}`` and ``results/sb3_parity_learning_curves.png``.
 
     python baselines/sb3_parity.py [--sb3-seeds 4] [--ours-seeds 8] [--jobs 2]
@@ -38,6 +39,8 @@ RUNS = RESULTS / "sb3_parity"
 ENV_IDS = ("PacingControl-v0", "AntiarrhythmicDosing-v0", "DefibrillationTiming-v0")
 #: Bins of the learning-curve comparison (training episode returns, by env step).
 CURVE_BINS = 20
+#: A pacing policy whose mean return is below this over-paces (the RR-interval artefact).
+OVER_PACING = -10_000.0
 
 
 def _quiet_single_thread() -> None:
@@ -173,14 +176,8 @@ def evaluate_env(env_id: str, sb3_runs: list[dict], ours_seeds: int, episodes: i
         lambda *leaves: np.stack(leaves),
         *[networks.from_sb3(r["weights"], template) for r in sb3_runs],
     )
-    after_heuristic = experiments.TABLE2_PAPER[env_id]["heuristic"] is not None
-    episodes_params = experiments.paper_protocol_params(
-        env,
-        env_params,
-        jax.random.fold_in(jax.random.PRNGKey(0), 21),
-        episodes,
-        first_episode=experiments.PAPER_EPISODES if after_heuristic else 0,
-    )
+    # The episodes of Table 2's PPO cell for seed 0: "ours" here is that cell.
+    episodes_params = experiments.table2_episodes(env, env_params, "ppo", episodes)
     result: dict = {"protocol_actions": None, "modes": {}}
     for mode, policy in (("mean", ppo.ppo_policy), ("sampled", ppo.ppo_stochastic_policy)):
         cells = {}
@@ -259,6 +256,24 @@ def markdown(results: dict, episodes: int, sb3_env: str) -> str:
             f"- {env_id}: ours {[round(x, 1) for x in cells['ours']['seed_means']]}; "
             f"SB3 {[round(x, 1) for x in cells['sb3']['seed_means']]}"
         )
+    if "PacingControl-v0" in results:
+        from scipy import stats
+
+        cells = results["PacingControl-v0"]["modes"]["mean"]
+        ours = np.asarray(cells["ours"]["seed_means"]) < OVER_PACING
+        sb3 = np.asarray(cells["sb3"]["seed_means"]) < OVER_PACING
+        p = stats.fisher_exact([[ours.sum(), (~ours).sum()], [sb3.sum(), (~sb3).sum()]]).pvalue
+        ours_rest = np.asarray(cells["ours"]["seed_means"])[~ours]
+        sb3_rest = np.asarray(cells["sb3"]["seed_means"])[~sb3]
+        p_rest = stats.mannwhitneyu(ours_rest, sb3_rest).pvalue
+        lines += [
+            "",
+            f"Pacing seeds that over-pace (protocol mean below {OVER_PACING:,.0f}; the "
+            f"heuristic scores about 128): ours {ours.sum()}/{ours.size}, SB3 "
+            f"{sb3.sum()}/{sb3.size} (Fisher exact p {p:.2f}). The other seeds: median "
+            f"ours {np.median(ours_rest):,.0f}, SB3 {np.median(sb3_rest):,.0f} "
+            f"(Mann-Whitney p {p_rest:.2f}).",
+        ]
     lines += ["", "Training wall time (this machine):", ""]
     for env_id, result in results.items():
         t = result["train_seconds"]
@@ -310,6 +325,11 @@ def main() -> None:
     parser.add_argument(
         "--train-only", action="store_true", help="only train (and cache) the SB3 runs"
     )
+    parser.add_argument(
+        "--stem",
+        help="results file stem (default: sb3_parity, or sb3_parity_reference_env with "
+        "--sb3-env reference)",
+    )
     args = parser.parse_args()
     if min(args.sb3_seeds, args.ours_seeds, args.episodes, args.jobs) < 1:
         parser.error("--sb3-seeds, --ours-seeds, --episodes and --jobs must be at least 1")
@@ -334,9 +354,15 @@ def main() -> None:
 
     results = {}
     for env_id in args.envs:
-        runs = [load_run(env_id, seed, args.sb3_env) for seed in range(args.sb3_seeds)]
+        # Every cached seed (at least --sb3-seeds): envs may have more than asked for.
+        seeds = sorted(
+            int(path.stem.rsplit("seed", 1)[1])
+            for path in RUNS.glob(f"{env_id}_{args.sb3_env}_seed*.json")
+            if not path.stem.endswith(".partial")
+        )
+        runs = [load_run(env_id, seed, args.sb3_env) for seed in seeds]
         results[env_id] = evaluate_env(env_id, runs, args.ours_seeds, args.episodes)
-    stem = "sb3_parity" if args.sb3_env == "ours" else "sb3_parity_reference_env"
+    stem = args.stem or ("sb3_parity" if args.sb3_env == "ours" else "sb3_parity_reference_env")
     text = markdown(results, args.episodes, args.sb3_env)
     print(text)
     (RESULTS / f"{stem}.md").write_text(text)

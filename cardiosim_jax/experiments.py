@@ -377,6 +377,31 @@ def _protocol_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), 20)
 
 
+def table2_episodes(env: Any, env_params: Any, cell: str, n_episodes: int, seed: int = 0) -> Any:
+    """The parameter sets Table 2's ``cell`` (``"baseline"`` or ``"ppo"``) plays with ``seed``.
+
+    Baselines play reset counts 0-19 of their env objects, PPO the 20 after
+    the heuristic's where the env has a heuristic row (its first 20
+    otherwise), each from its own key (:func:`paper_protocol_params`). Public
+    so that other studies (``baselines/sb3_parity.py``) evaluate on exactly
+    the episodes :func:`run_table2` uses.
+    """
+    if cell == "baseline":
+        return paper_protocol_params(env, env_params, _protocol_key(seed), n_episodes)
+    if cell != "ppo":
+        raise ValueError(f"cell {cell!r} is not one of 'baseline', 'ppo'")
+    if env.env_id not in TABLE2_PAPER:
+        raise ValueError(f"{env.env_id} is not in Table 2; accepted: {', '.join(TABLE2_PAPER)}")
+    after_heuristic = TABLE2_PAPER[env.env_id]["heuristic"] is not None
+    return paper_protocol_params(
+        env,
+        env_params,
+        jax.random.fold_in(_protocol_key(seed), 1),
+        n_episodes,
+        first_episode=PAPER_EPISODES if after_heuristic else 0,
+    )
+
+
 def run_table2(
     quick: bool,
     seeds: int | None = None,
@@ -400,9 +425,7 @@ def run_table2(
         env, env_params = cardiosim_jax.make(env_id, difficulty)
         results[env_id] = {}
         names = ("random", "heuristic") if TABLE2_PAPER[env_id]["heuristic"] else ("random",)
-        baseline_episodes = paper_protocol_params(
-            env, env_params, _protocol_key(seed), n_episodes, first_episode=0
-        )
+        baseline_episodes = table2_episodes(env, env_params, "baseline", n_episodes, seed)
         block = PAPER_EPISODES if n_episodes >= PAPER_EPISODES else None
         for name, cell in evaluate_baselines(
             env, baseline_episodes, n_episodes, seed, names, block
@@ -417,13 +440,7 @@ def run_table2(
         start = time.perf_counter()
         out = train_seeds(config, n_seeds, seed, label=f"[{env_id}] ")
         train_seconds = time.perf_counter() - start
-        ppo_episodes = paper_protocol_params(
-            env,
-            env_params,
-            jax.random.fold_in(_protocol_key(seed), 1),
-            n_episodes,
-            first_episode=PAPER_EPISODES if "heuristic" in names else 0,
-        )
+        ppo_episodes = table2_episodes(env, env_params, "ppo", n_episodes, seed)
         sampled = TABLE2_PPO_SAMPLED[env_id]
         for key, use_sampled in (("ppo", sampled), ("ppo_other_mode", not sampled)):
             flags = np.full((n_seeds,), use_sampled)  # one compiled evaluation serves both

@@ -66,6 +66,19 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def rollout_advantages(
+    traj: Transition, gamma: jax.Array, gae_lambda: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`compute_gae` of a rollout buffer: ``(advantages, returns)``.
+
+    Termination zeroes the bootstrap from ``next_value``; any episode end
+    (``done``: termination or truncation) cuts the lambda-recursion.
+    """
+    return compute_gae(
+        traj.reward, traj.value, traj.next_value, traj.terminated, traj.done, gamma, gae_lambda
+    )
+
+
 def ppo_loss(
     apply_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array]],
     batch: Transition,

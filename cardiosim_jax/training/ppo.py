@@ -57,7 +57,12 @@ from cardiosim_jax.training.config import (
     preset,
     stack_configs,
 )
-from cardiosim_jax.training.losses import Transition, compute_gae, ppo_loss
+from cardiosim_jax.training.losses import (
+    Transition,
+    compute_gae,
+    ppo_loss,
+    rollout_advantages,
+)
 from cardiosim_jax.training.networks import (
     ActorCritic,
     PPOPolicyParams,
@@ -108,6 +113,7 @@ __all__ = [
     "Transition",
     "compute_gae",
     "ppo_loss",
+    "rollout_advantages",
     # the train loop
     "ConsoleProgress",
     "EpisodeTracker",
@@ -502,15 +508,7 @@ def iteration(
     key, rollout_key = jax.random.split(state.key)
     envs, traj, raw_obs = rollout(setup, hp, network_params, obs_stats, envs, rollout_key)
     obs_stats = setup.update_statistics(obs_stats, raw_obs)
-    advantages, targets = compute_gae(
-        traj.reward,
-        traj.value,
-        traj.next_value,
-        traj.terminated,
-        traj.done,
-        hp.gamma,
-        hp.gae_lambda,
-    )
+    advantages, targets = rollout_advantages(traj, hp.gamma, hp.gae_lambda)
     advantages, targets = setup.split((advantages, targets), axis=1)
     key, epoch_key = jax.random.split(key)
     network_params, opt_state, losses = update(

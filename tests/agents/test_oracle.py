@@ -113,15 +113,27 @@ def test_oracle_plays_the_same_episodes_and_beats_random():
 
 
 def test_oracle_accepts_a_population_of_patients():
-    env, params = cardiosim_jax.make(
-        "AntiarrhythmicDosing-v0",
-        "easy",
-        max_steps_in_episode=5,
-        elimination_rate=np.array([0.05, 0.1, 0.2, 0.3], np.float32),
-    )
-    stats = oracle.run_oracle_episodes(env, params, jax.random.PRNGKey(0), 4, 5, SMALL)
-    assert stats.episode_return.shape == (4,)
-    assert np.all(np.isfinite(np.asarray(stats.episode_return)))
+    """Episode ``i`` plans for and plays patient ``i``: changing one patient changes only
+    that episode, and a population of copies of one patient plays as the shared params."""
+    volumes = np.array([0.5, 1.0, 3.0, 10.0], np.float32)  # L/kg: a dose's concentration
+
+    def returns(volume_of_distribution):
+        env, params = cardiosim_jax.make(
+            "AntiarrhythmicDosing-v0",
+            "easy",
+            max_steps_in_episode=5,
+            volume_of_distribution=volume_of_distribution,
+        )
+        stats = oracle.run_oracle_episodes(env, params, jax.random.PRNGKey(0), 4, 5, SMALL)
+        return np.asarray(stats.episode_return)
+
+    population = returns(volumes)
+    assert population.shape == (4,)
+    changed = returns(np.array([0.5, 1.0, 3.0, 0.5], np.float32))
+    np.testing.assert_allclose(changed[:3], population[:3], rtol=1e-5)
+    assert abs(changed[3] - population[3]) > 0.5
+    shared = returns(np.float32(0.5))
+    np.testing.assert_allclose(shared[[0, 3]], changed[[0, 3]], rtol=1e-4)
 
 
 def always_shock(energy_j, obs, key):

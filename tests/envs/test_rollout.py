@@ -133,6 +133,22 @@ def test_returns_equal_a_manual_python_loop_dosing_termination():
     assert not np.allclose(unmasked, returns)
 
 
+def test_time_limit_truncation_ends_the_episode_inside_a_longer_scan():
+    """Pacing never terminates: a 6-step time limit scanned for 10 steps counts 6 steps,
+    not the auto-reset episode that follows."""
+    env, params = cardiosim_jax.make("PacingControl-v0", "medium", max_steps_in_episode=6)
+    _, policy_params = agents.baseline_policy("random", env, params)
+    key = jax.random.PRNGKey(8)
+    stats = run_episodes(env, params, agents.random_policy, policy_params, key, 3, 10)
+    returns, lengths, unmasked = manual_episodes(
+        env, params, agents.random_policy, policy_params, key, 3, 10
+    )
+    np.testing.assert_array_equal(np.asarray(stats.length), 6)
+    np.testing.assert_array_equal(lengths, 6)
+    np.testing.assert_allclose(np.asarray(stats.episode_return), returns, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(unmasked, returns)
+
+
 def test_run_episodes_is_deterministic_in_the_key():
     for env_id in ENV_IDS:
         _, _, _, a = run(env_id, "hard", agents.random_policy, "random", 4, 3)

@@ -55,6 +55,30 @@ def test_summary_matches_numpy_statistics_and_is_reproducible():
     assert q1 <= summary["iqm"] <= q3
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_ci_is_scipys_percentile_bootstrap_of_the_mean_at_95_percent(seed):
+    """The same resamples as ``scipy.stats.bootstrap`` with the documented settings, and
+    not those of a 90 % interval or of the BCa method (scipy's default)."""
+    from scipy import stats
+
+    returns = np.random.default_rng(11).gamma(2.0, 5.0, 300)
+    summary = summarize_returns(returns, n_resamples=1500, seed=seed)
+
+    def scipy_ci(**settings):
+        interval = stats.bootstrap(
+            (returns,), np.mean, n_resamples=1500, random_state=seed, **settings
+        ).confidence_interval
+        return [interval.low, interval.high]
+
+    expected = scipy_ci(confidence_level=0.95, method="percentile")
+    np.testing.assert_allclose(summary["ci95"], expected, rtol=1e-12)
+    for other in (
+        scipy_ci(confidence_level=0.90, method="percentile"),
+        scipy_ci(confidence_level=0.95, method="BCa"),
+    ):
+        assert not np.allclose(summary["ci95"], other, rtol=1e-6)
+
+
 def test_ci_shrinks_with_more_episodes():
     rng = np.random.default_rng(0)
     small = summarize_returns(rng.normal(0.0, 1.0, 100))["ci95"]
@@ -221,9 +245,32 @@ def test_evaluate_over_three_seeds_orders_by_energy(defibrillation_easy):
 
 
 def test_evaluate_random_policy_single_seed_on_dosing():
+    """One seed: the summary is that of ``run_episodes``' returns from ``split(key, 1)[0]``,
+    its CI a bootstrap over episodes, its block means those of consecutive episodes."""
     env, params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
     policy, policy_params = agents.baseline_policy("random", env, params)
-    result = evaluate(policy, env, params, jax.random.PRNGKey(0), 32, 1, policy_params)
-    assert result["n_episodes"] == 32
-    assert len(result["seed_means"]) == 1
-    assert np.isfinite([result["mean"], result["std"], result["iqm"], *result["ci95"]]).all()
+    key = jax.random.PRNGKey(0)
+    result = evaluate(policy, env, params, key, 32, 1, policy_params, block_size=8)
+    stats_ = run_episodes(
+        env,
+        params,
+        policy,
+        policy_params,
+        jax.random.split(key, 1)[0],
+        32,
+        int(params.max_steps_in_episode),
+    )
+    returns = np.asarray(stats_.episode_return, np.float64)
+    assert np.ptp(returns) > 1.0  # random dosing: returns differ between episodes
+    expected = summarize_returns(returns)
+    for name in ("mean", "std", "iqm", "median", "ci95"):
+        np.testing.assert_allclose(result[name], expected[name], rtol=1e-12, err_msg=name)
+    assert result["n_episodes"] == 32 and result["n_seeds"] == 1
+    np.testing.assert_allclose(result["seed_means"], [returns.mean()], rtol=1e-12)
+    block_means = returns.reshape(4, 8).mean(1)
+    np.testing.assert_allclose(
+        [result["block_means"]["p2.5"], result["block_means"]["p97.5"]],
+        np.percentile(block_means, [2.5, 97.5]),
+        rtol=1e-12,
+    )
+    assert result["block_means"]["n"] == 4

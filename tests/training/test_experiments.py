@@ -140,6 +140,37 @@ def test_paper_protocol_drift_matches_a_reused_reference_env():
     assert 0.4 < ours.std() < 0.65 and 0.4 < reference.std() < 0.65
 
 
+def test_table2_episodes_baselines_from_fresh_objects_ppo_after_the_heuristic():
+    """Dosing: the baseline cells start at a fresh object's first reset, PPO at its 21st
+    (after the heuristic's 20); different objects, one seed gives the same episodes."""
+    env, env_params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+    var = float(env_params.pk_variability)
+    baseline = experiments.table2_episodes(env, env_params, "baseline", 40, seed=3)
+    ppo_cell = experiments.table2_episodes(env, env_params, "ppo", 40, seed=3)
+    ke0 = float(env_params.pk.elimination_rate)
+    baseline_drift = np.asarray(baseline.pk.elimination_rate) / ke0
+    ppo_drift = np.asarray(ppo_cell.pk.elimination_rate) / ke0
+    np.testing.assert_array_equal(baseline_drift[[0, 20]], 1.0)
+    # 20 factors in [1 - var, 1 + var] before PPO's first episode: never exactly 1.
+    assert np.all(ppo_drift != 1.0)
+    assert np.all(ppo_drift >= (1 - var) ** 20 * (1 - 1e-5))
+    chex.assert_trees_all_equal(
+        ppo_cell, experiments.table2_episodes(env, env_params, "ppo", 40, seed=3)
+    )
+    assert not np.array_equal(
+        ppo_drift,
+        np.asarray(
+            experiments.table2_episodes(env, env_params, "ppo", 40, seed=4).pk.elimination_rate
+        )
+        / ke0,
+    )
+    with pytest.raises(ValueError, match="'heuristic' is not one of 'baseline', 'ppo'"):
+        experiments.table2_episodes(env, env_params, "heuristic", 40)
+    v1, v1_params = cardiosim_jax.make("AntiarrhythmicDosing-v1", "medium")
+    with pytest.raises(ValueError, match="AntiarrhythmicDosing-v1 is not in Table 2"):
+        experiments.table2_episodes(v1, v1_params, "ppo", 40)
+
+
 @pytest.mark.parametrize("env_id", ["PacingControl-v0", "DefibrillationTiming-v0"])
 def test_paper_protocol_keeps_params_where_nothing_carries_over(env_id):
     env, env_params = cardiosim_jax.make(env_id, experiments.TABLE2_PROTOCOL[env_id])

@@ -5,6 +5,7 @@ Unit tests of the split modules: tests/test_training_{config,networks,normalizat
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,25 +55,18 @@ def test_sweep_leaves_vmap_in_one_call_and_zero_lr_keeps_the_initial_network():
         frozen["params"]["Dense_0"]["kernel"], init["params"]["Dense_0"]["kernel"], atol=1e-5
     )
     np.testing.assert_allclose(_get(frozen, kernel), _get(init, kernel), atol=1e-6)
-    assert not np.allclose(_get(trained, kernel), _get(init, kernel))
+    # Each member trains with its own learning rate: the 1e-3 one is that run on its own
+    # (up to rounding, ~3e-6 here), and it moved every weight matrix by far more than that.
+    single = jax.jit(train)(keys[0], config.replace(learning_rate=1e-3))
+    chex.assert_trees_all_close(trained, single.policy.network, atol=1e-4)
+    for path in (kernel, ("params", "Dense_0", "kernel"), ("params", "Dense_4", "kernel")):
+        assert np.abs(_get(trained, path) - _get(init, path)).max() > 1e-3, path
 
 
 def _get(tree, path):
     for name in path:
         tree = tree[name]
     return np.asarray(tree)
-
-
-def test_observation_statistics_live_in_the_policy():
-    config = _tiny()
-    out = jax.jit(ppo.make_train(config))(jax.random.PRNGKey(3))
-    stats = out.policy.obs_stats
-    # Updated with the reset batch, then with every rollout's observations.
-    expected = config.num_envs * (1 + config.num_steps * config.num_updates)
-    assert float(stats.count) == pytest.approx(expected, rel=1e-4)
-    assert out.policy.normalize_observations
-    assert out.policy.symlog_observations == config.symlog_observations
-    assert np.all(np.isfinite(stats.mean)) and np.all(np.asarray(stats.var) > 0)
 
 
 def test_initial_action_sets_the_untrained_mean_action():
@@ -129,7 +123,7 @@ _MOVED = {
         "to_env_action",
     ],
     "normalization": ["RunningMeanStd", "preprocess", "symlog"],
-    "losses": ["Transition", "compute_gae", "ppo_loss"],
+    "losses": ["Transition", "compute_gae", "ppo_loss", "rollout_advantages"],
 }
 _STAYED = [
     "ConsoleProgress",

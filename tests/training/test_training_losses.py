@@ -78,10 +78,13 @@ def _loss_batch(rng: np.random.Generator, n: int = 16, obs_dim: int = 3, action_
     return apply_fn, batch, advantages, targets, (weights, log_std, value_weights)
 
 
-def test_ppo_loss_is_the_clipped_surrogate_on_normalised_advantages_and_value_on_returns():
+@pytest.mark.parametrize("clip_eps", [0.2, 0.1])
+def test_ppo_loss_is_the_clipped_surrogate_on_normalised_advantages_and_value_on_returns(
+    clip_eps,
+):
     rng = np.random.default_rng(0)
     apply_fn, batch, advantages, targets, (weights, log_std, value_weights) = _loss_batch(rng)
-    hp = PPOConfig(clip_eps=0.2, vf_coef=0.5, ent_coef=0.01)
+    hp = PPOConfig(clip_eps=clip_eps, vf_coef=0.5, ent_coef=0.01)
     total, (policy_loss, value_loss, entropy, _) = losses.ppo_loss(
         apply_fn, batch, advantages, targets, hp
     )
@@ -91,7 +94,8 @@ def test_ppo_loss_is_the_clipped_surrogate_on_normalised_advantages_and_value_on
     log_prob = np.sum(-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
     ratio = np.exp(log_prob - np.asarray(batch.log_prob))
     adv = (advantages - advantages.mean()) / advantages.std()
-    expected_policy = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    clipped = np.clip(ratio, 1 - clip_eps, 1 + clip_eps)
+    expected_policy = -np.mean(np.minimum(ratio * adv, clipped * adv))
     expected_value = np.mean((obs @ value_weights - targets) ** 2)
     expected_entropy = np.sum(log_std + 0.5 * np.log(2 * np.pi * np.e))
     np.testing.assert_allclose(policy_loss, expected_policy, rtol=1e-4)
@@ -100,8 +104,10 @@ def test_ppo_loss_is_the_clipped_surrogate_on_normalised_advantages_and_value_on
     np.testing.assert_allclose(
         total, expected_policy + 0.5 * expected_value - 0.01 * expected_entropy, rtol=1e-4
     )
-    # The ratios straddle the clip range, so min and max of the surrogates differ.
-    assert np.any(ratio < 0.8) or np.any(ratio > 1.2)
+    # The ratios straddle the clip range, so min and max of the surrogates differ, and
+    # the two clip ranges clip different samples.
+    assert np.any(ratio < 1 - clip_eps) or np.any(ratio > 1 + clip_eps)
+    assert np.any((np.abs(ratio - 1) > 0.1) & (np.abs(ratio - 1) < 0.2))
 
 
 def test_smoothness_loss_adds_the_masked_mean_action_distance():

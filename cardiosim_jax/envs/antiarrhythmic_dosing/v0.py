@@ -15,7 +15,7 @@ Observation (6,), float32:
     5 fraction of steps so far with the concentration in the therapeutic window (0..1).
 Action (1,): dose (mg), clipped to 0..100.
 Reward: +1 in the window, -0.3 below it, -3 at or above the toxic threshold;
-    -0.5 while arrhythmic; -0.0001 x dose.
+    -0.5 while arrhythmic; -0.0001 x dose (:func:`step_reward`).
 Episode: 200 steps; terminates early when the concentration exceeds 12 mg/L
     (and the toxic threshold).
 """
@@ -90,6 +90,34 @@ DOSE_PENALTY_PER_MG = 0.01 / 100.0
 NOISE_MARGIN_SDS = 10.0
 
 
+def step_reward(
+    concentration: jax.Array,
+    arrhythmic: jax.Array,
+    dose_mg: jax.Array,
+    window: pk.PharmacokineticParams,
+) -> jax.Array:
+    """Reward of one 0.1 h step (CardioSim 0.1.0).
+
+    From the plasma concentration after the step (mg/L) and ``window``'s
+    thresholds (defaults 1.5, 5 and 8 mg/L): +1 inside the closed therapeutic
+    window [min, max], -0.3 below it, -3 at or above the toxic threshold, 0 in
+    between; -0.5 if arrhythmic after the step; -0.0001 per mg of the (clipped) dose.
+    """
+    therapeutic = pk.is_therapeutic(concentration, window)
+    subtherapeutic = pk.is_subtherapeutic(concentration, window)
+    toxic = pk.is_toxic(concentration, window)
+    window_reward = jnp.where(
+        therapeutic,
+        THERAPEUTIC_REWARD,
+        jnp.where(subtherapeutic, -SUBTHERAPEUTIC_PENALTY, jnp.where(toxic, -TOXIC_PENALTY, 0.0)),
+    )
+    return (
+        window_reward
+        - jnp.where(arrhythmic, ARRHYTHMIA_PENALTY, 0.0)
+        - DOSE_PENALTY_PER_MG * dose_mg
+    )
+
+
 class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
     """Antiarrhythmic drug titration (CardioSim AntiarrhythmicDosing-v0)."""
 
@@ -161,20 +189,8 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
         )
 
         therapeutic = pk.is_therapeutic(concentration, patient)
-        subtherapeutic = pk.is_subtherapeutic(concentration, patient)
         toxic = pk.is_toxic(concentration, patient)
-        window_reward = jnp.where(
-            therapeutic,
-            THERAPEUTIC_REWARD,
-            jnp.where(
-                subtherapeutic, -SUBTHERAPEUTIC_PENALTY, jnp.where(toxic, -TOXIC_PENALTY, 0.0)
-            ),
-        )
-        reward = (
-            window_reward
-            - jnp.where(arrhythmia, ARRHYTHMIA_PENALTY, 0.0)
-            - DOSE_PENALTY_PER_MG * dose
-        )
+        reward = step_reward(concentration, arrhythmia, dose, patient)
 
         state = state.replace(
             cell=cell,

@@ -12,7 +12,7 @@ Observation (6,), float32:
     3 steps spent in fibrillation, 4 shocks delivered, 5 cumulative energy (J).
 Action (2,): [shock decision (shock if > 0.5, not clipped), energy (J, clipped to 0..360)].
 Reward: +100 (+50 more with at most 3 shocks) on success, else -0.1 per step;
-    -2 - 0.005 x E per shock; -50 if the episode times out in fibrillation.
+    -2 - 0.005 x E per shock; -50 if the episode times out in fibrillation (:func:`step_reward`).
 Episode: 100 steps, terminates on successful defibrillation.
 """
 
@@ -94,6 +94,34 @@ TIMEOUT_PENALTY = 50.0
 #: u is clamped to [-0.1, 1.5] and then gets N(0, <= 0.05) noise (8 sd of margin); v to [-0.1, 20].
 U_BOUNDS = (-0.5, 2.0)
 V_BOUNDS = (-0.5, 25.0)
+
+
+def step_reward(
+    in_fibrillation: jax.Array,
+    shock: jax.Array,
+    energy_j: jax.Array,
+    shocks_delivered: jax.Array,
+    time: jax.Array,
+    max_steps: jax.Array,
+) -> jax.Array:
+    """Reward of one step (CardioSim 0.1.0), from the quantities after the step.
+
+    +100 once out of fibrillation, else -0.1; -(2 + 0.005 x ``energy_j``) if a
+    shock was delivered (``energy_j`` clipped to 0..360 J); +50 more out of
+    fibrillation if ``shocks_delivered`` (this step's shock included) is at most 3;
+    -50 if still fibrillating at ``time`` (steps taken, this one included) >= ``max_steps``.
+    """
+    timed_out = (time >= max_steps) & in_fibrillation
+    return (
+        jnp.where(in_fibrillation, -FIBRILLATION_PENALTY, SUCCESS_REWARD)
+        - jnp.where(shock, SHOCK_PENALTY + ENERGY_PENALTY_PER_J * energy_j, 0.0)
+        + jnp.where(
+            ~in_fibrillation & (shocks_delivered <= QUICK_SUCCESS_MAX_SHOCKS),
+            QUICK_SUCCESS_BONUS,
+            0.0,
+        )
+        - jnp.where(timed_out, TIMEOUT_PENALTY, 0.0)
+    )
 
 
 class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
@@ -178,14 +206,8 @@ class DefibrillationTiming(CardioSimEnvironment[EnvState, EnvParams]):
         )
 
         time = state.time + 1
-        timed_out = (time >= params.max_steps_in_episode) & in_fibrillation
-        reward = (
-            jnp.where(in_fibrillation, -FIBRILLATION_PENALTY, SUCCESS_REWARD)
-            - jnp.where(shock, SHOCK_PENALTY + ENERGY_PENALTY_PER_J * energy, 0.0)
-            + jnp.where(
-                ~in_fibrillation & (shocks <= QUICK_SUCCESS_MAX_SHOCKS), QUICK_SUCCESS_BONUS, 0.0
-            )
-            - jnp.where(timed_out, TIMEOUT_PENALTY, 0.0)
+        reward = step_reward(
+            in_fibrillation, shock, energy, shocks, time, params.max_steps_in_episode
         )
 
         state = EnvState(

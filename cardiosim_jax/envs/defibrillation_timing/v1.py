@@ -28,7 +28,7 @@ Action (1,): shock energy (J, clipped to 0..360); below ``MIN_SHOCK_ENERGY_J``
     no shock is delivered. NaN counts as 0 (no shock); +inf shocks at 360 J.
 Reward: on ROSC +100 x survival factor (exp(-0.1/min without flow, -0.035/min
     in CPR) since arrival); -0.1 per step without ROSC; -2 - 0.005 x E per
-    shock (J), whatever the rhythm; -50 if the episode ends without ROSC.
+    shock (J), whatever the rhythm; -50 if the episode ends without ROSC (:func:`step_reward`).
 Episode: 90 / 60 / 48 steps of 10 s (easy / medium / hard); terminates at ROSC.
 """
 
@@ -127,6 +127,29 @@ class EnvParams(environment.EnvParams):
     patient_variability: jax.Array = 0.5  # scales the CVs of PATIENT_VARIABILITY
     observation_noise_std: jax.Array = 0.05  # log-sd of multiplicative ECG-feature noise
     max_steps_in_episode: jax.Array = 60
+
+
+def step_reward(
+    rosc: jax.Array,
+    survival: jax.Array,
+    shock: jax.Array,
+    energy_j: jax.Array,
+    time: jax.Array,
+    max_steps: jax.Array,
+) -> jax.Array:
+    """Reward of one 10 s step, from the quantities after the step.
+
+    +100 x ``survival`` (the survival factor since arrival, this step's decay
+    included) on ROSC, else -0.1; -(2 + 0.005 x ``energy_j``) if a shock was
+    delivered, whatever the rhythm; -50 without ROSC at ``time`` (steps taken,
+    this one included) >= ``max_steps``.
+    """
+    timed_out = (time >= max_steps) & ~rosc
+    return (
+        jnp.where(rosc, SUCCESS_REWARD * survival, -FIBRILLATION_PENALTY)
+        - jnp.where(shock, SHOCK_PENALTY + ENERGY_PENALTY_PER_J * energy_j, 0.0)
+        - jnp.where(timed_out, TIMEOUT_PENALTY, 0.0)
+    )
 
 
 class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
@@ -273,12 +296,7 @@ class DefibrillationTimingV1(CardioSimEnvironment[EnvState, EnvParams]):
         amsa, amplitude = tissue.read_features(energy_state, window_index)
 
         time = state.time + 1
-        timed_out = (time >= params.max_steps_in_episode) & ~rosc
-        reward = (
-            jnp.where(rosc, SUCCESS_REWARD * survival, -FIBRILLATION_PENALTY)
-            - jnp.where(shock, SHOCK_PENALTY + ENERGY_PENALTY_PER_J * energy, 0.0)
-            - jnp.where(timed_out, TIMEOUT_PENALTY, 0.0)
-        )
+        reward = step_reward(rosc, survival, shock, energy, time, params.max_steps_in_episode)
 
         state = state.replace(
             myocardial_energy=energy_state,

@@ -18,7 +18,8 @@ Action (2,): [rate adjustment (bpm, nominal -20..20, not clipped),
     pulse amplitude (clipped to 0..1)].
     The SA rate becomes heart rate + 0.1 x adjustment, clamped to 30..200 bpm;
     an amplitude above 0.1 delivers a pacing pulse on every substep.
-Reward: -(|HR - target| / 20)^2 - 0.1 x amplitude + 0.3 if HRV < 50 ms and |HR - target| < 10 bpm.
+Reward: -(|HR - target| / 20)^2 - 0.1 x amplitude + 0.3 if HRV < 50 ms and |HR - target| < 10 bpm
+    (:func:`step_reward`).
 Episode: 500 steps, never terminates early.
 """
 
@@ -85,6 +86,28 @@ MAX_HEART_RATE_BPM = 60000.0 / conduction.DT_MS
 MAX_HRV_MS = conduction.MAX_RECORDED_RR_MS / 2.0
 
 
+def step_reward(
+    heart_rate_bpm: jax.Array,
+    target_bpm: jax.Array,
+    hrv_ms: jax.Array,
+    pulse_amplitude: jax.Array,
+) -> jax.Array:
+    """Reward of one 10 ms step (CardioSim 0.1.0).
+
+    ``-(|HR - target| / 20 bpm)^2 - 0.1 x amplitude``, plus 0.3 when the rhythm
+    is stable: HRV < 50 ms and |HR - target| < 10 bpm (both strict).
+    ``heart_rate_bpm`` and ``hrv_ms`` are measured after the step's substeps (before
+    the SA rate update); ``pulse_amplitude`` is the clipped action (0..1).
+    """
+    hr_error = jnp.abs(heart_rate_bpm - target_bpm)
+    stable = (hrv_ms < STABLE_HRV_MS) & (hr_error < STABLE_HR_ERROR_BPM)
+    return (
+        -((hr_error / HR_ERROR_SCALE_BPM) ** 2)
+        - ENERGY_PENALTY * pulse_amplitude
+        + jnp.where(stable, STABILITY_BONUS, 0.0)
+    )
+
+
 class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
     """Pacemaker rate control (CardioSim PacingControl-v0)."""
 
@@ -147,12 +170,7 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
         heart = conduction.set_sa_rate(heart, heart_rate + RATE_GAIN * rate_adjustment)
         hr_error = jnp.abs(heart_rate - params.target_heart_rate_bpm)
         hrv = conduction.heart_rate_variability(heart)
-        stable = (hrv < STABLE_HRV_MS) & (hr_error < STABLE_HR_ERROR_BPM)
-        reward = (
-            -((hr_error / HR_ERROR_SCALE_BPM) ** 2)
-            - ENERGY_PENALTY * pulse_amplitude
-            + jnp.where(stable, STABILITY_BONUS, 0.0)
-        )
+        reward = step_reward(heart_rate, params.target_heart_rate_bpm, hrv, pulse_amplitude)
 
         state = EnvState(conduction=heart, cell=cell, time=state.time + 1)
         info = {
