@@ -11,11 +11,14 @@ and trained policies are compared on the same patients and random events.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +117,38 @@ def train_seeds(
     return out
 
 
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[Callable[[], bool]]:
+    """Yield ``interrupted()``: whether SIGINT arrived since entering.
+
+    The previous handler still runs (by default it raises ``KeyboardInterrupt``),
+    but Python drops an exception raised while it runs a garbage-collection or
+    ``__del__`` callback (it prints "Exception ignored in ..."), so a Ctrl-C
+    landing there would be lost; the chunk loop checks this note as well.
+    Outside the main thread (where handlers cannot be set) nothing is noted.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    noted = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if previous == signal.SIG_IGN:
+            return
+        noted.set()
+        if callable(previous):
+            previous(signum, frame)
+        else:  # SIG_DFL, or a handler not set from Python
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _train_in_chunks(
     config: ppo.PPOConfig,
     keys: jax.Array,
@@ -142,15 +177,18 @@ def _train_in_chunks(
         state, done = init(keys), 0
     saved = done  # what the run directory holds, whenever Ctrl-C lands
     try:
-        while done < total:
-            count = min(interval, total - done)
-            state, metrics = run(state, done, count)
-            chunks.append(jax.device_get(metrics))
-            done += count
-            checkpoint.save_training(
-                run_dir, state, _concatenate(chunks), done, config, n_seeds, seed
-            )
-            saved = done
+        with _sigint_noted() as interrupted:
+            while done < total:
+                count = min(interval, total - done)
+                state, metrics = run(state, done, count)
+                chunks.append(jax.device_get(metrics))
+                done += count
+                checkpoint.save_training(
+                    run_dir, state, _concatenate(chunks), done, config, n_seeds, seed
+                )
+                saved = done
+                if interrupted():  # a Ctrl-C whose KeyboardInterrupt Python dropped
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if saved == 0:
             log(f"{label}interrupted before the first checkpoint: nothing saved")

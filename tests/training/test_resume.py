@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -112,6 +113,40 @@ def test_resuming_another_run_is_refused(config, tmp_path, monkeypatch):
         experiments.train_seeds(
             config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, resume=True
         )
+
+
+class DropsAnInterrupt:
+    """Sends SIGINT from ``__del__``: its KeyboardInterrupt is raised there, where Python
+    drops it (what happened to a real Ctrl-C landing in JAX's garbage-collection callback)."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs at one of these bytecode boundaries
+            pass
+
+
+def test_a_dropped_ctrl_c_still_stops_the_run_after_the_chunk_under_way(
+    config, tmp_path, monkeypatch
+):
+    real = checkpoint.save_training
+    saves, dropped = [], []
+
+    def save_then_signal(*args, **kwargs):
+        real(*args, **kwargs)
+        saves.append(args[3])  # updates done
+        if len(saves) == 1:
+            DropsAnInterrupt()  # garbage at once: __del__ runs here
+
+    monkeypatch.setattr(checkpoint, "save_training", save_then_signal)
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: dropped.append(info.exc_type))
+    with pytest.raises(KeyboardInterrupt):
+        experiments.train_seeds(
+            config, SEEDS, 0, log=quiet, progress=False, run_dir=tmp_path, interval=2
+        )
+    assert dropped == [KeyboardInterrupt]  # Python did drop it ...
+    assert saves == [2]  # ... and the run stopped after the chunk it arrived in
+    # The handler is restored: a later SIGINT raises as usual.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_stops_the_cli_within_one_interval_and_resume_finishes(tmp_path, capsys):
