@@ -39,6 +39,9 @@ RUNS = RESULTS / "sb3_parity"
 ENV_IDS = ("PacingControl-v0", "AntiarrhythmicDosing-v0", "DefibrillationTiming-v0")
 #: Bins of the learning-curve comparison (training episode returns, by env step).
 CURVE_BINS = 20
+#: At most this many points of a run's training curve are cached; a run with more episodes
+#: (SB3 on the collapsing reference dosing env: up to 262,000) keeps block means.
+MAX_CURVE_POINTS = 20_000
 #: A pacing policy whose mean return is below this over-paces (the RR-interval artefact).
 OVER_PACING = -10_000.0
 
@@ -101,9 +104,40 @@ def train_sb3(env_id: str, seed: int, sb3_env: str) -> dict:
         "sb3_env": sb3_env,
         "train_seconds": seconds,
         "timesteps": int(model.num_timesteps),
-        "curve_timesteps": np.cumsum(lengths).tolist(),
-        "curve_returns": [float(r) for r in env.get_episode_rewards()],
+        **compact_curve(
+            np.cumsum(lengths),
+            np.asarray(env.get_episode_rewards(), np.float64),
+            config.total_timesteps,
+        ),
         "weights": {k: v.cpu().numpy() for k, v in model.policy.state_dict().items()},
+    }
+
+
+def compact_curve(timesteps: np.ndarray, returns: np.ndarray, total: int) -> dict:
+    """A training curve as cached: every episode (end step, return), or for more than
+    :data:`MAX_CURVE_POINTS` episodes the means of runs of at most
+    ``curve_episodes_per_point`` consecutive episodes within one curve bin, with their
+    counts (``curve_counts``), so :func:`binned_curve` gives the same bins either way."""
+    per_point = max(1, -(-timesteps.size // MAX_CURVE_POINTS))
+    if per_point == 1:
+        return {
+            "episodes": int(timesteps.size),
+            "curve_episodes_per_point": 1,
+            "curve_timesteps": timesteps.astype(int).tolist(),
+            "curve_returns": returns.astype(float).tolist(),
+        }
+    which = _curve_bin(timesteps, total)
+    # A new point where the bin changes or the run reaches per_point episodes.
+    new_bin = np.flatnonzero(np.diff(which, prepend=-1))
+    run_start = np.repeat(new_bin, np.diff(np.append(new_bin, which.size)))
+    starts = np.flatnonzero((np.arange(which.size) - run_start) % per_point == 0)
+    ends = np.append(starts[1:], which.size)
+    return {
+        "episodes": int(timesteps.size),
+        "curve_episodes_per_point": per_point,
+        "curve_timesteps": [int(timesteps[end - 1]) for end in ends],
+        "curve_returns": [float(returns[a:b].mean()) for a, b in zip(starts, ends, strict=True)],
+        "curve_counts": (ends - starts).tolist(),
     }
 
 
@@ -130,14 +164,22 @@ def load_run(env_id: str, seed: int, sb3_env: str) -> dict:
     return run
 
 
-def binned_curve(timesteps: np.ndarray, returns: np.ndarray, total: int) -> np.ndarray:
-    """Mean training-episode return per step bin (NaN where no episode ended in it)."""
+def _curve_bin(timesteps: np.ndarray, total: int) -> np.ndarray:
     edges = np.linspace(0, total, CURVE_BINS + 1)
-    which = np.clip(np.digitize(timesteps, edges) - 1, 0, CURVE_BINS - 1)
+    return np.clip(np.digitize(timesteps, edges) - 1, 0, CURVE_BINS - 1)
+
+
+def binned_curve(
+    timesteps: np.ndarray, returns: np.ndarray, total: int, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean training-episode return per step bin (NaN where no episode ended in it);
+    ``counts``: episodes behind each point (:func:`compact_curve`), 1 each by default."""
+    which = _curve_bin(timesteps, total)
+    counts = np.ones(len(returns)) if counts is None else np.asarray(counts, np.float64)
     out = np.full(CURVE_BINS, np.nan)
     for b in range(CURVE_BINS):
         if np.any(which == b):
-            out[b] = np.mean(returns[which == b])
+            out[b] = np.sum((returns * counts)[which == b]) / np.sum(counts[which == b])
     return out
 
 
@@ -203,7 +245,10 @@ def evaluate_env(env_id: str, sb3_runs: list[dict], ours_seeds: int, episodes: i
         "ours": [binned_curve(steps, r, total).tolist() for r in ours_returns],
         "sb3": [
             binned_curve(
-                np.asarray(r["curve_timesteps"]), np.asarray(r["curve_returns"]), total
+                np.asarray(r["curve_timesteps"]),
+                np.asarray(r["curve_returns"]),
+                total,
+                r.get("curve_counts"),
             ).tolist()
             for r in sb3_runs
         ],
