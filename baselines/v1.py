@@ -378,6 +378,8 @@ def plot_curves(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cardiosim_jax.plotting import updates_with_returns
+
     envs = list(dict.fromkeys(env_id for env_id, _ in curves))
     fig, axes = plt.subplots(
         len(envs), len(TIERS), figsize=(5 * len(TIERS), 3.6 * len(envs)), squeeze=False
@@ -387,7 +389,8 @@ def plot_curves(results: dict, path: Path) -> None:
             if (env_id, difficulty) not in curves:
                 ax.set_visible(False)
                 continue
-            steps, returns = curves[(env_id, difficulty)]
+            # Updates where no seed has finished an episode yet are left out.
+            steps, returns = updates_with_returns(*curves[(env_id, difficulty)])
             ax.plot(steps, np.nanmedian(returns, axis=0), label="PPO (median of seeds)")
             ax.fill_between(
                 steps,
@@ -408,7 +411,8 @@ def plot_curves(results: dict, path: Path) -> None:
             ax.set_title(f"{env_id} ({difficulty})")
             ax.set_xlabel("environment steps")
         row[0].set_ylabel("episode return")
-    axes[0][0].legend(fontsize=7)
+    # The legend on the first panel drawn (a cell without a PPO curve is hidden).
+    next(ax for ax in axes.flat if ax.get_visible()).legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

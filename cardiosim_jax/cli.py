@@ -25,6 +25,9 @@ def _config_from_args(args: argparse.Namespace) -> ppo.PPOConfig:
     overrides = {}
     if args.timesteps is not None:
         overrides["total_timesteps"] = args.timesteps
+    for name in SHAPE_OPTIONS:
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     if getattr(args, "preset", None) is None:
         args.preset = "paper" if args.env.endswith("-v0") else "tuned"
     return ppo.preset(args.preset, args.env, args.difficulty, **overrides)
@@ -78,12 +81,45 @@ def _number_list(text: str, *, minimum: float, strict: bool) -> list[float]:
     return values
 
 
+def _sweep_setting(text: str) -> tuple[str, list[float]]:
+    """``--set LEAF=V1,V2,...``: a :class:`~cardiosim_jax.training.ppo.PPOConfig` leaf and
+    its values (ranges are checked with the base config, before training)."""
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected LEAF=V1,V2,..., got {text!r}")
+    if name not in experiments.SWEEPABLE:
+        raise argparse.ArgumentTypeError(
+            f"unknown hyperparameter {name!r}; accepted: {', '.join(experiments.SWEEPABLE)}"
+        )
+    try:
+        numbers = [float(x) for x in values.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{name}: expected comma-separated numbers, got {values!r}"
+        ) from None
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"{name}: expected comma-separated numbers, got ''")
+    return name, numbers
+
+
 def _learning_rates(text: str) -> list[float]:
     return _number_list(text, minimum=0.0, strict=True)
 
 
 def _entropy_coefficients(text: str) -> list[float]:
     return _number_list(text, minimum=0.0, strict=False)
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: one finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value:g}")
+    return value
 
 
 def _positive_int_list(text: str) -> list[int]:
@@ -132,6 +168,28 @@ def _output_file(path: str, suffixes: Sequence[str] | None = None) -> Path:
         )
     _check_writable(out.parent, path)
     return out
+
+
+#: Rollout-shape options of ``train`` and ``sweep`` (``--num-envs`` ...): PPOConfig fields.
+SHAPE_OPTIONS = ("num_envs", "num_steps", "minibatch_size")
+
+
+def _shape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--num-envs",
+        type=_positive_int,
+        default=None,
+        help="environments in parallel per seed (the preset's by default; 4096 suits a GPU)",
+    )
+    p.add_argument(
+        "--num-steps", type=_positive_int, default=None, help="steps per rollout per environment"
+    )
+    p.add_argument(
+        "--minibatch-size",
+        type=_positive_int,
+        default=None,
+        help="transitions per gradient step (divides num_envs x num_steps)",
+    )
 
 
 def _check_budget(config: ppo.PPOConfig, args: argparse.Namespace) -> None:
@@ -216,12 +274,27 @@ def _load_checkpoint(policy: str, env_id: str) -> tuple[ppo.PPOPolicyParams, ppo
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.shard:
+        devices = jax.device_count()
+        if args.episodes % devices:
+            raise SystemExit(
+                f"--shard: --episodes {args.episodes} is not divisible by the {devices} "
+                "devices; accepted: a multiple of the device count"
+            )
+        _log(f"sharding {args.episodes} episodes per seed over {devices} device(s)")
     if args.policy in BASELINE_POLICIES:
         difficulty = args.difficulty or "medium"
         env, env_params = cardiosim_jax.make(args.env, difficulty)
         policy, policy_params = agents.baseline_policy(args.policy, env, env_params)
         result = evaluate(
-            policy, env, env_params, jax.random.PRNGKey(args.seed), args.episodes, 1, policy_params
+            policy,
+            env,
+            env_params,
+            jax.random.PRNGKey(args.seed),
+            args.episodes,
+            1,
+            policy_params,
+            shard=args.shard,
         )
     else:
         policies, config, n_seeds = _load_checkpoint(args.policy, args.env)
@@ -238,6 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.episodes,
             n_seeds,
             policies,
+            shard=args.shard,
         )
     summary = {k: result[k] for k in ("mean", "std", "iqm", "ci95", "n_episodes")}
     if args.json:
@@ -285,22 +359,57 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     base = _config_from_args(args)
     _check_budget(base, args)
+    grid: dict[str, list[float]] = {}
+    shorthands = [("learning_rate", args.lr), ("ent_coef", args.ent_coef)]
+    for name, values in shorthands + list(args.set or []):
+        if values is None:
+            continue
+        if name in grid:
+            raise SystemExit(f"{name} is given twice (--set {name}=... and its shorthand?)")
+        grid[name] = values
+    if not grid:
+        raise SystemExit("sweep: nothing to sweep; give --set LEAF=V1,V2 (or --lr, --ent-coef)")
+    experiments.sweep_settings(base, grid)  # ranges checked before --out is touched
     out_dir = _run_directory(args.out, args.overwrite)
-    rows = experiments.run_sweep(
-        base, args.lr, args.ent_coef, args.seeds, args.episodes, args.seed, log=_log
+    budget = None if args.memory_budget_gib is None else int(args.memory_budget_gib * 2**30)
+    sweep = experiments.run_sweep(
+        base,
+        grid,
+        args.seeds,
+        args.episodes,
+        args.seed,
+        log=_log,
+        chunk_size=args.chunk_size,
+        memory_budget_bytes=budget,
+    )
+    rows = sweep.rows
+    best = experiments.best_setting(rows)
+    best_config = base.replace(**{name: rows[best][name] for name in grid})
+    checkpoint.save_seeds(
+        out_dir / "best", jax.tree_util.tree_map(lambda x: x[best], sweep.policy), best_config
     )
     (out_dir / "sweep.json").write_text(
-        json.dumps({"config": base.to_dict(), "results": rows}, indent=2)
+        json.dumps(
+            {
+                "config": base.to_dict(),
+                "grid": grid,
+                "seeds": args.seeds,
+                "chunk_size": sweep.chunk_size,
+                "train_seconds": sweep.seconds,
+                "best": {"index": best, "config": best_config.to_dict()},
+                "results": rows,
+            },
+            indent=2,
+        )
     )
-    table = experiments.sweep_markdown(rows, base, args.preset, args.seeds, args.episodes)
+    table = experiments.sweep_markdown(rows, base, args.preset, args.seeds, args.episodes, grid)
     (out_dir / "sweep.md").write_text(table)
     plotting = _plotting()
     _save(
-        plotting.plot_sweep_heatmap(
-            rows, args.lr, args.ent_coef, title=f"{base.env_id} ({base.difficulty})"
-        ),
+        plotting.plot_sweep_heatmap(rows, grid, title=f"{base.env_id} ({base.difficulty})"),
         out_dir / "sweep_heatmap.png",
     )
+    _log(f"best setting saved in {out_dir / 'best'} (evaluate it with --policy)")
     print(table)
     return 0
 
@@ -340,17 +449,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.memory_budget_gib is not None:
-        changes["memory_budget_bytes"] = int(args.memory_budget_gib * benchmarking.GIB)
+        changes["memory_budget_bytes"] = max(1, int(args.memory_budget_gib * benchmarking.GIB))
+    if args.max_step_seconds is not None:
+        changes["max_step_seconds"] = args.max_step_seconds
     if args.no_rss:
         changes["rss"] = False
+    if args.no_ppo:
+        changes["ppo"] = False
     if args.quick:
         settings = benchmarking.BenchSettings.quick_run(**changes)
     else:
         settings = benchmarking.BenchSettings(**changes)
-    results = benchmarking.run_benchmarks(settings, log=_log)
     # A smoke run must not overwrite the full results.
     suffix = "-quick" if args.quick else ""
     out = args.out or f"benchmarks/results/{jax.default_backend()}{suffix}.json"
+    # Checked before the run: the markdown goes beside the JSON, with the suffix replaced.
+    if Path(out).suffix != ".json":
+        raise ValueError(f"--out must name a .json file (the .md goes beside it), got {out!r}")
+    if Path(out).is_dir() or any(p.exists() and not p.is_dir() for p in Path(out).parents):
+        raise ValueError(f"--out {out!r}: not a writable file path")
+    results = benchmarking.run_benchmarks(settings, log=_log)
     json_path, md_path = benchmarking.write_results(results, out)
     print(benchmarking.to_markdown(results))
     _log(f"wrote {json_path} and {md_path}")
@@ -382,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seeds", type=_positive_int, default=1)
     train.add_argument("--timesteps", type=_positive_int, default=None)
+    _shape_args(train)
     train.add_argument(
         "--episodes", type=_positive_int, default=200, help="evaluation episodes per seed"
     )
@@ -413,17 +532,48 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--policy", required=True, help="random | heuristic | checkpoint directory")
     ev.add_argument("--episodes", type=_positive_int, default=1000)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument(
+        "--shard",
+        action="store_true",
+        help="split the episodes over all devices (--episodes divisible by their count)",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     sweep = sub.add_parser(
-        "sweep", help="train a grid of learning rates x entropy coefficients x seeds"
+        "sweep",
+        help="train a grid of hyperparameters x seeds in one compiled call (chunked to fit)",
     )
     env_args(sweep, None)
     sweep.add_argument("--preset", default="tuned", choices=ppo.PRESETS)
-    sweep.add_argument("--lr", type=_learning_rates, required=True)
-    sweep.add_argument("--ent-coef", type=_entropy_coefficients, default=[0.0])
+    sweep.add_argument(
+        "--set",
+        type=_sweep_setting,
+        action="append",
+        metavar="LEAF=V1,V2",
+        help="a PPOConfig hyperparameter and its values (repeat for a grid), e.g. "
+        "--set gamma=0.95,0.99 --set learning_rate=1e-4,3e-4",
+    )
+    sweep.add_argument(
+        "--lr", type=_learning_rates, default=None, help="shorthand: --set learning_rate=..."
+    )
+    sweep.add_argument(
+        "--ent-coef", type=_entropy_coefficients, default=None, help="shorthand: --set ent_coef=..."
+    )
     sweep.add_argument("--seeds", type=_positive_int, default=4)
     sweep.add_argument("--timesteps", type=_positive_int, default=None)
+    _shape_args(sweep)
+    sweep.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="settings per compiled call (default: all that fit the memory budget)",
+    )
+    sweep.add_argument(
+        "--memory-budget-gib",
+        type=_positive_float,
+        default=None,
+        help="device memory a call may use (default: 80%% of the device's, half the RAM on CPU)",
+    )
     sweep.add_argument("--episodes", type=_positive_int, default=200)
     sweep.add_argument("--out", required=True, help="a new or empty directory")
     sweep.add_argument(
@@ -466,16 +616,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--envs",
         nargs="+",
-        choices=_env_choices(cardiosim_jax.registration.v0_envs),
+        choices=_env_choices(),
         default=None,
         metavar="ENV_ID",
-        help="environments to benchmark (default: all three)",
+        help="environments to benchmark (default: all six registered, v0 and v1)",
     )
     bench.add_argument(
         "--batches",
         type=_positive_int_list,
         default=None,
-        help="patients, e.g. 1,256,4096,65536",
+        help="patients (default 1,256,4096,65536,1048576; a batch over the memory budget "
+        "is skipped)",
     )
     bench.add_argument(
         "--repeats", type=_positive_int, default=None, help="timed calls (best is kept)"
@@ -486,13 +637,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--memory-budget-gib",
-        type=float,
+        type=_positive_float,
         default=None,
-        help="budget for the largest-batch extrapolation (default 24)",
+        help="device memory for one rollout: larger batches are skipped (default 24)",
+    )
+    bench.add_argument(
+        "--max-step-seconds",
+        type=_positive_float,
+        default=None,
+        help="skip a batch whose one scan step is predicted to take longer (default 5)",
     )
     bench.add_argument(
         "--no-rss", action="store_true", help="skip the fresh-subprocess peak-RSS measurement"
     )
+    bench.add_argument("--no-ppo", action="store_true", help="skip the PPO throughput")
     bench.add_argument(
         "--out",
         default=None,

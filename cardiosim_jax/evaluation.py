@@ -52,6 +52,7 @@ def evaluate(
     *,
     n_resamples: int = 2000,
     block_size: int | None = None,
+    shard: bool = False,
 ) -> dict:
     """Evaluate ``policy`` on ``n_seeds x n_episodes`` episodes in one vmapped, jitted call.
 
@@ -65,12 +66,14 @@ def evaluate(
             is a bootstrap over seeds of the per-seed mean return (what varies
             between training runs); otherwise over episodes.
         policy_params: passed to ``policy`` (``None`` for parameter-free policies).
-
         block_size: also report how the mean of a ``block_size``-episode
             evaluation of one seed spreads (``"block_means"``: the 2.5th and
             97.5th percentiles of the means of consecutive blocks within each
             seed, and their count), the yardstick for a published cell that
             averaged that many episodes of one policy.
+        shard: split each seed's episodes over all devices
+            (:func:`cardiosim_jax.rollout.run_episodes`); ``n_episodes`` must be
+            divisible by the device count. The same returns as unsharded.
 
     Returns:
         ``summarize_returns`` of all episode returns (``ci95`` as described),
@@ -84,12 +87,14 @@ def evaluate(
     seed_keys = jax.random.split(key, n_seeds)
     if n_seeds > 1:
         stats_ = jax.vmap(
-            lambda pp, k: run_episodes(env, params, policy, pp, k, n_episodes, max_steps)
+            lambda pp, k: run_episodes(env, params, policy, pp, k, n_episodes, max_steps, shard)
         )(policy_params, seed_keys)
     else:
         stats_ = jax.tree_util.tree_map(
             lambda x: x[None],
-            run_episodes(env, params, policy, policy_params, seed_keys[0], n_episodes, max_steps),
+            run_episodes(
+                env, params, policy, policy_params, seed_keys[0], n_episodes, max_steps, shard
+            ),
         )
     returns = np.asarray(stats_.episode_return, dtype=np.float64)  # (n_seeds, n_episodes)
     summary = summarize_returns(returns, n_resamples=n_resamples)

@@ -12,15 +12,17 @@ and trained policies are compared on the same patients and random events.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -310,57 +312,185 @@ def baseline_on_ppo_episodes(
 # --------------------------------------------------------------------------- sweeps
 
 
+#: Hyperparameters a sweep can vary: the leaves of :class:`~cardiosim_jax.training.ppo.PPOConfig`.
+SWEEPABLE = tuple(
+    f.name for f in dataclasses.fields(ppo.PPOConfig) if f.metadata.get("pytree_node", True)
+)
+
+
+class Sweep(NamedTuple):
+    """A trained sweep: one row per setting, and every policy.
+
+    ``rows[i]`` holds setting ``i``'s leaf values and the
+    :func:`evaluate_policies` cell over its seeds; ``policy`` has leading axes
+    (settings, seeds); ``chunk_size`` settings were trained per compiled call.
+    """
+
+    rows: list[dict]
+    policy: ppo.PPOPolicyParams
+    chunk_size: int
+    seconds: float
+
+
+def sweep_settings(
+    base: ppo.PPOConfig, grid: Mapping[str, Sequence[float]]
+) -> tuple[list[dict[str, float]], ppo.PPOConfig]:
+    """The grid's settings (first leaf major) and their configs stacked (for ``vmap``).
+
+    Raises a one-line ``ValueError`` for a name that is not a leaf (static
+    fields change shapes: they cannot vary inside one compiled call), an empty
+    list, or a value out of its range (:func:`ppo.stack_configs`), before anything
+    compiles.
+    """
+    if not grid:
+        raise ValueError("a sweep needs at least one hyperparameter with values")
+    for name, values in grid.items():
+        if name not in SWEEPABLE:
+            static = name in {f.name for f in dataclasses.fields(ppo.PPOConfig)}
+            why = " is static (it sets shapes)" if static else " is not a PPOConfig field"
+            raise ValueError(f"cannot sweep {name!r}: it{why}; accepted: {', '.join(SWEEPABLE)}")
+        if len(values) == 0:
+            raise ValueError(f"no values given for {name}")
+    names = list(grid)
+    settings = [
+        dict(zip(names, map(float, values), strict=True))
+        for values in itertools.product(*grid.values())
+    ]
+    stacked = ppo.stack_configs([base.replace(**setting) for setting in settings])
+    return settings, stacked
+
+
+def default_memory_budget() -> int:
+    """Bytes a sweep may use: 80 % of the first device's memory limit (GPU, TPU),
+    else half of this machine's physical memory (CPU)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(0.8 * stats["bytes_limit"])
+    return int(0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _compiled_bytes(compiled: Any) -> int | None:
+    """Arguments + outputs + temporaries - aliased bytes of a compiled program, if known."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+    if m is None:
+        return None
+    return int(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
+
+
 def run_sweep(
     base: ppo.PPOConfig,
-    learning_rates: Sequence[float],
-    ent_coefs: Sequence[float],
+    grid: Mapping[str, Sequence[float]],
     n_seeds: int,
     episodes: int,
     seed: int = 0,
     log: Log = log_to_stderr,
-) -> list[dict]:
-    """Train the grid of learning rates x entropy coefficients x seeds in one compiled call.
+    *,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int | None = None,
+) -> Sweep:
+    """Train every setting of ``grid`` x ``n_seeds`` seeds, vmapped, and evaluate each.
 
-    Returns one row per setting (``learning_rate``, ``ent_coef`` and the
-    :func:`evaluate_policies` cell over its seeds).
+    ``grid`` maps leaves of :class:`~cardiosim_jax.training.ppo.PPOConfig`
+    (:data:`SWEEPABLE`) to values; the settings are their product, first leaf
+    major. Every setting trains from the same seed keys
+    (``split(PRNGKey(seed), n_seeds)``, as :func:`train_seeds`) and is evaluated
+    on the same episodes (:func:`evaluate_policies`), so settings differ only by
+    their hyperparameters. The settings x seeds run as one compiled call when
+    its memory (XLA's analysis of the compiled program) fits
+    ``memory_budget_bytes`` (default :func:`default_memory_budget`), else in
+    equal chunks of ``chunk_size`` settings (derived from that analysis unless
+    given; a short last chunk is padded, so one program serves every chunk).
     """
-    grid = list(itertools.product(learning_rates, ent_coefs))
-    configs = [base.replace(learning_rate=lr, ent_coef=ent) for lr, ent in grid]
-    stacked = ppo.stack_configs(configs)
-    progress = StderrProgress(ppo.ConsoleProgress(base.num_updates, label="sweep "))
-    train = ppo.make_train(base, progress)
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+    settings, stacked = sweep_settings(base, grid)
+    n = len(settings)
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    train = ppo.make_train(
+        base, StderrProgress(ppo.ConsoleProgress(base.num_updates, label="sweep "))
+    )
     run = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
-    log(f"sweep: {len(grid)} settings x {n_seeds} seeds in one compiled call; compiling...")
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+
+    def chunk(lo: int, size: int) -> ppo.PPOConfig:
+        # Padded with the last setting, so every chunk has the compiled shape.
+        index = np.minimum(np.arange(lo, lo + size), n - 1)
+        return jax.tree_util.tree_map(lambda x: x[index], stacked)
+
+    log(f"sweep: {n} settings x {n_seeds} seeds of {base.env_id}; compiling...")
     start = time.perf_counter()
-    out = jax.block_until_ready(run(keys, stacked))
-    log(f"sweep trained in {time.perf_counter() - start:.1f}s")
+    size = min(n, chunk_size or n)
+    compiled = run.lower(keys, chunk(0, size)).compile()
+    if chunk_size is None:
+        budget = default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+        needed = _compiled_bytes(compiled)
+        if needed is not None and needed > budget:
+            size = max(1, int(n * budget // needed))
+            log(
+                f"sweep: {needed / 2**20:,.0f} MiB for all {n} settings exceeds the budget "
+                f"of {budget / 2**20:,.0f} MiB; {size} settings per call"
+            )
+            compiled = run.lower(keys, chunk(0, size)).compile()
+    outputs = []
+    for k, lo in enumerate(range(0, n, size)):
+        if size < n:
+            log(f"sweep: chunk {k + 1} of {-(-n // size)} (settings {lo + 1}-{min(n, lo + size)})")
+        outputs.append(jax.device_get(compiled(keys, chunk(lo, size)).policy))
+    policy = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *outputs)
+    seconds = time.perf_counter() - start
+    log(f"sweep trained in {seconds:.1f}s (compilation included)")
 
     env, env_params = cardiosim_jax.make(base.env_id, base.difficulty)
     rows = []
-    for i, (lr, ent) in enumerate(grid):
-        policies = jax.tree_util.tree_map(lambda x, i=i: x[i], out.policy)
+    for i, setting in enumerate(settings):
+        policies = jax.tree_util.tree_map(lambda x, i=i: x[i], policy)
         result = evaluate_policies(policies, env, env_params, n_seeds, episodes, seed)
-        rows.append({"learning_rate": lr, "ent_coef": ent, **result})
-    return rows
+        rows.append({**setting, **result})
+    return Sweep(rows=rows, policy=policy, chunk_size=size, seconds=seconds)
+
+
+def best_setting(rows: Sequence[dict]) -> int:
+    """Index of the row with the highest mean evaluation return (the first on a tie)."""
+    return int(np.argmax([row["mean"] for row in rows]))
 
 
 def sweep_markdown(
-    rows: list[dict], base: ppo.PPOConfig, preset: str, n_seeds: int, episodes: int
+    rows: list[dict],
+    base: ppo.PPOConfig,
+    preset: str,
+    n_seeds: int,
+    episodes: int,
+    names: Sequence[str] | None = None,
 ) -> str:
-    """The sweep's results table (``episodes`` evaluation episodes per seed)."""
+    """The sweep's results table (``episodes`` evaluation episodes per seed).
+
+    ``names``: the swept leaves, one column each (default: every
+    :data:`SWEEPABLE` key the rows hold). The best row (:func:`best_setting`)
+    is marked.
+    """
+    names = [k for k in SWEEPABLE if k in rows[0]] if names is None else list(names)
+    best = best_setting(rows)
     lines = [
-        f"Sweep on {base.env_id} ({base.difficulty}), preset {preset}, {n_seeds} seeds, "
-        f"{episodes} evaluation episodes per seed",
+        f"Sweep on {base.env_id} ({base.difficulty}), preset {preset} "
+        f"({base.num_envs} envs x {base.num_steps} steps, {base.total_timesteps:,} steps "
+        f"per seed), {n_seeds} seeds, {episodes} evaluation episodes per seed. "
+        "CI: 95% bootstrap over seeds of the per-seed mean.",
         "",
-        "| learning rate | ent_coef | mean | IQM | 95% CI (over seeds) |",
-        "|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(names) + " | mean | IQM | 95% CI (over seeds) | |",
+        "|" + "---:|" * (len(names) + 3) + "---|",
     ]
-    for row in rows:
+    for i, row in enumerate(rows):
+        values = " | ".join(f"{row[name]:g}" for name in names)
         lines.append(
-            f"| {row['learning_rate']:g} | {row['ent_coef']:g} | {row['mean']:.1f} | "
-            f"{row['iqm']:.1f} | "
-            f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] |"
+            f"| {values} | {row['mean']:.1f} | {row['iqm']:.1f} | "
+            f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}] | {'best' if i == best else ''} |"
         )
     return "\n".join(lines) + "\n"
 

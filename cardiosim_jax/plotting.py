@@ -9,7 +9,7 @@ so notebooks keep their inline one (the CLI selects Agg itself).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -287,6 +287,32 @@ def plot_rollout(
 # --------------------------------------------------------------------------- training
 
 
+def updates_with_returns(timesteps: Any, returns: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(timesteps, returns)`` at the updates where at least one seed has a return.
+
+    A training curve is NaN for a seed until its first episode finishes (long
+    episodes: the first updates of every seed), and statistics over seeds of an
+    all-NaN update warn ("Mean of empty slice", "All-NaN slice encountered") and
+    mean nothing. Keeping the other updates lets ``np.nanmean``/``nanmin``/
+    ``nanmax``/``nanmedian``/``nanpercentile`` over axis 0 run without warnings;
+    a curve is drawn from its first reported update on.
+
+    Args:
+        timesteps: ``(updates,)`` environment steps at each update.
+        returns: ``(seeds, updates)`` or ``(updates,)``.
+
+    Returns ``(kept timesteps, (seeds, kept updates) returns)`` as float64.
+    """
+    timesteps = np.asarray(timesteps, dtype=np.float64)
+    returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))
+    if returns.shape[-1] != timesteps.shape[-1]:
+        raise ValueError(
+            f"returns have {returns.shape[-1]} updates but timesteps {timesteps.shape[-1]}"
+        )
+    reported = ~np.all(np.isnan(returns), axis=0)
+    return timesteps[reported], returns[:, reported]
+
+
 def plot_learning_curves(
     curves: dict[str, np.ndarray],
     timesteps: np.ndarray,
@@ -298,7 +324,9 @@ def plot_learning_curves(
     """Training return against environment steps: mean over seeds and its min–max band.
 
     Args:
-        curves: label -> returns, ``(seeds, updates)`` or ``(updates,)``.
+        curves: label -> returns, ``(seeds, updates)`` or ``(updates,)``; NaN
+            where a seed has not finished an episode yet. Updates where no seed
+            has are left out (:func:`updates_with_returns`).
         timesteps: ``(updates,)`` environment steps at each update.
         title: axes title.
         ax: draw into these axes (default: a new figure).
@@ -311,13 +339,12 @@ def plot_learning_curves(
         fig, ax = plt.subplots(figsize=(7, 4))
     else:
         fig = ax.figure
-    timesteps = np.asarray(timesteps, dtype=np.float64)
     for label, returns in curves.items():
-        returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))  # (seeds, updates)
-        (line,) = ax.plot(timesteps, np.nanmean(returns, axis=0), label=label)
+        steps, returns = updates_with_returns(timesteps, returns)
+        (line,) = ax.plot(steps, np.nanmean(returns, axis=0), label=label)
         if returns.shape[0] > 1:
             ax.fill_between(
-                timesteps,
+                steps,
                 np.nanmin(returns, axis=0),
                 np.nanmax(returns, axis=0),
                 color=line.get_color(),
@@ -344,25 +371,42 @@ def plot_learning_curves(
 
 def plot_sweep_heatmap(
     rows: Sequence[dict[str, Any]],
-    learning_rates: Sequence[float],
-    ent_coefs: Sequence[float],
+    grid: Mapping[str, Sequence[float]],
     *,
     title: str = "",
+    metric: str = "mean",
 ) -> Figure:
-    """Evaluation IQM of a learning-rate x entropy-coefficient sweep as a heatmap.
+    """A sweep's evaluation ``metric`` (``"mean"`` or ``"iqm"``) as a heatmap.
 
-    ``rows`` are :func:`cardiosim_jax.experiments.run_sweep`'s, learning rate major.
+    ``rows`` are :func:`cardiosim_jax.experiments.run_sweep`'s, in the order
+    of ``grid`` (leaf -> values, first leaf major). Rows of the heatmap are the
+    first leaf's values, columns the second's (one column for a one-leaf
+    sweep); with more leaves each cell shows the best over the others (named
+    in the title).
     """
-    grid = np.array([row["iqm"] for row in rows]).reshape(len(learning_rates), len(ent_coefs))
-    fig, ax = plt.subplots(figsize=(1.6 * len(ent_coefs) + 2, 1.0 * len(learning_rates) + 1.5))
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(ent_coefs)), [f"{e:g}" for e in ent_coefs])
-    ax.set_yticks(range(len(learning_rates)), [f"{lr:g}" for lr in learning_rates])
-    ax.set_xlabel("entropy coefficient")
-    ax.set_ylabel("learning rate")
-    for (i, j), value in np.ndenumerate(grid):
+    names = list(grid)
+    shape = [len(values) for values in grid.values()]
+    values = np.array([row[metric] for row in rows], dtype=np.float64).reshape(shape)
+    if len(names) == 1:
+        values = values[:, None]
+    elif len(names) > 2:
+        values = values.reshape(shape[0], shape[1], -1).max(axis=-1)
+        title = f"{title} (best over {', '.join(names[2:])})".strip()
+    y_values = grid[names[0]]
+    x_values = grid[names[1]] if len(names) > 1 else None
+    n_rows, n_cols = values.shape
+    fig, ax = plt.subplots(figsize=(1.6 * n_cols + 2, 1.0 * n_rows + 1.5))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_yticks(range(n_rows), [f"{v:g}" for v in y_values])
+    ax.set_ylabel(names[0])
+    if x_values is None:
+        ax.set_xticks([])
+    else:
+        ax.set_xticks(range(n_cols), [f"{v:g}" for v in x_values])
+        ax.set_xlabel(names[1])
+    for (i, j), value in np.ndenumerate(values):
         ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="w")
-    fig.colorbar(image, label="evaluation IQM return")
+    fig.colorbar(image, label=f"evaluation {'IQM' if metric == 'iqm' else metric} return")
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -10,12 +10,24 @@ dict (schema in ``docs/benchmarks.md``) and :func:`to_markdown` renders it.
   ``target_seconds``; compilation is timed separately (ahead-of-time
   ``lower().compile()``), then the best of ``repeats`` calls after a warm-up
   call, each ended with ``block_until_ready``.
+  From ``OPTIMISTIC_MIN_BATCH`` patients the same rollout is also timed with
+  the optimistic reset (:func:`cardiosim_jax.envs.vector.make_batched_step`),
+  and each row names the faster reset on this backend (:func:`reset_winner`).
+* **Skipped batches**: before a batch runs, the compiled rollout's footprint
+  is extrapolated from the batches measured so far (the line of
+  :func:`extrapolate_max_batch`), then read exactly from the compiled (not
+  yet run) executable; a batch over ``memory_budget_bytes`` is skipped, and
+  so is one whose single scan step is predicted above ``max_step_seconds``
+  (:func:`plan_batch`). Skips are recorded with their reason.
 * **Reference**: ``cardiosim==0.1.0``, one NumPy environment stepped in a Python
-  loop with random actions, reset on ``terminated or truncated``.
+  loop with random actions, reset on ``terminated or truncated`` (v0 only:
+  the reference has no v1 environments).
 * **Floor**: the same per-step integrator work with nothing else: the env's cell
   model (its own ``vector_field``) advanced by ``rk4_step`` as many substeps
   per env step as the env does, vmapped over the same batch inside the same
-  kind of ``lax.scan``; no RNG, no env logic, no resets.
+  kind of ``lax.scan``; no RNG, no env logic, no resets. Only for the envs
+  whose step integrates a cell model (``FLOOR_SPECS``: the three v0 envs and
+  AntiarrhythmicDosing-v1); ``NO_FLOOR`` says why the others have none.
 * **PPO**: ``make_train`` of the ``tuned`` preset for a few updates, one seed and
   ``N`` vmapped seeds; env steps/s including the updates, compilation excluded.
 * **Memory**: bytes of one patient's state and observation; XLA's
@@ -48,23 +60,34 @@ import numpy as np
 
 import cardiosim_jax
 from cardiosim_jax.envs.antiarrhythmic_dosing import v0 as antiarrhythmic_dosing
+from cardiosim_jax.envs.antiarrhythmic_dosing import v1 as antiarrhythmic_dosing_v1
 from cardiosim_jax.envs.defibrillation_timing import v0 as defibrillation_timing
 from cardiosim_jax.envs.pacing_control import v0 as pacing_control
 from cardiosim_jax.envs.vector import make_batched_step
 from cardiosim_jax.experiments import Log, log_to_stderr
 from cardiosim_jax.models import aliev_panfilov, fitzhugh_nagumo
+from cardiosim_jax.models import drug_effect as de
 from cardiosim_jax.models.integrators import rk4_step
 from cardiosim_tools import reference
 
-#: Version of the JSON layout written by :func:`run_benchmarks`.
-SCHEMA_VERSION = 1
+#: Version of the JSON layout written by :func:`run_benchmarks` (2: v1 envs, skipped
+#: batches, reset winners; reference, floor and ppo may be null).
+SCHEMA_VERSION = 2
 #: Every environment is benchmarked on this tier (per-step cost does not depend on the tier).
 DIFFICULTY = "medium"
-DEFAULT_BATCHES = (1, 256, 4096, 65536)
+DEFAULT_BATCHES = (1, 256, 4096, 65536, 1_048_576)
 QUICK_BATCHES = (1, 64)
 GIB = 2**30
-#: Default memory budget for the largest-batch extrapolation (bytes): the 24 GiB dev machine.
+#: Default memory budget for the rollouts and the largest-batch extrapolation (bytes): the
+#: 24 GiB dev machine.
 DEFAULT_MEMORY_BUDGET = 24 * GIB
+#: First guess of an env's steps/s at one patient (only sets the first T; the warm-up call
+#: corrects it). The v1 envs step far slower than v0 (dosing-v1 integrates 1,440 RK4 steps).
+INITIAL_RATE_GUESSES: dict[str, float] = {
+    "PacingControl-v1": 2e4,
+    "AntiarrhythmicDosing-v1": 2e3,
+    "DefibrillationTiming-v1": 2e4,
+}
 
 # --------------------------------------------------------------------------- settings
 
@@ -73,8 +96,8 @@ DEFAULT_MEMORY_BUDGET = 24 * GIB
 class BenchSettings:
     """What to run and how long (seconds are wall-clock targets, not limits)."""
 
-    #: The v0 environments: the ones with a reference package and a floor kernel.
-    envs: tuple[str, ...] = tuple(cardiosim_jax.registration.v0_envs)
+    #: Every registered environment (v0 and v1).
+    envs: tuple[str, ...] = tuple(cardiosim_jax.registered_envs)
     batches: tuple[int, ...] = DEFAULT_BATCHES
     #: Timed calls per measurement (the best is reported), after one warm-up call.
     repeats: int = 3
@@ -85,16 +108,23 @@ class BenchSettings:
     max_seconds: float = 2.0
     #: Fixed T for every measurement instead of calibrating (the quick smoke run).
     fixed_steps: int | None = None
-    #: First guess of the env's steps/s at the first batch size (only sets the first T).
-    initial_rate_guess: float = 1e5
+    #: First guess of the env's steps/s at the first batch size (only sets the first T;
+    #: None: ``INITIAL_RATE_GUESSES`` for the env, else 1e5).
+    initial_rate_guess: float | None = None
+    #: Skip a batch whose one scan step (all patients) is predicted to take longer (s);
+    #: None never skips for time. Predicted from the line through two measured batches.
+    max_step_seconds: float | None = 5.0
     #: Reference timing: this many seconds in total, split into ``repeats`` blocks.
     reference_seconds: float = 1.5
+    #: Measure PPO training throughput (False: ``ppo`` is null in the results).
+    ppo: bool = True
     ppo_updates: int = 8
     ppo_seeds: int = 8
     ppo_repeats: int = 2
     #: Static overrides of the tuned preset (the quick run shrinks the networks' batch).
     ppo_overrides: tuple[tuple[str, Any], ...] = ()
-    #: Batches whose compiled memory is extrapolated (None: the largest batch and 4x it).
+    #: Batches whose compiled memory is extrapolated (None: per env, its largest measured
+    #: batch and 4x it).
     memory_batches: tuple[int, int] | None = None
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
     #: Measure the peak RSS of a fresh subprocess running the rollout at ``memory_batches[0]``.
@@ -103,8 +133,13 @@ class BenchSettings:
 
     @classmethod
     def quick_run(cls, **changes: Any) -> BenchSettings:
-        """Small batches, fixed short scans, one repeat, a tiny PPO: a smoke run."""
+        """Small batches, fixed short scans, one repeat, a tiny PPO: a smoke run.
+
+        On the three v0 envs unless ``envs`` is given (the v1 envs compile 5-10x
+        longer). Memory is read from the two extreme batches run, already compiled.
+        """
         settings = cls(
+            envs=tuple(cardiosim_jax.registration.v0_envs),
             batches=QUICK_BATCHES,
             repeats=1,
             fixed_steps=16,
@@ -120,22 +155,30 @@ class BenchSettings:
                 # Linear policy and value: the smallest PPO program to compile.
                 ("hidden_sizes", ()),
             ),
-            # The two throughput batches, already compiled: no extra compilation.
-            memory_batches=QUICK_BATCHES,
             quick=True,
         )
-        batches = changes.get("batches")
-        if batches is not None and "memory_batches" not in changes:
-            # Other batches: still reuse two compiled ones where there are two.
-            distinct = sorted(set(batches))
-            changes["memory_batches"] = (distinct[0], distinct[-1]) if len(distinct) > 1 else None
         return dataclasses.replace(settings, **changes)
 
-    def resolved_memory_batches(self) -> tuple[int, int]:
+    def resolved_memory_batches(self, measured: Sequence[int] = ()) -> tuple[int, int]:
+        """The two batches of the memory line, from the batches ``measured`` (run) for an env.
+
+        ``memory_batches`` if set; in a quick run the smallest and largest batch
+        run (compiled already: no extra compilation); else the largest batch run
+        (or the smallest asked for, if none ran) and 4x it.
+        """
         if self.memory_batches is not None:
             return self.memory_batches
-        largest = max(self.batches)
+        distinct = sorted(set(measured))
+        if self.quick and len(distinct) >= 2:
+            return distinct[0], distinct[-1]
+        largest = distinct[-1] if distinct else min(self.batches)
         return largest, 4 * largest
+
+    def rate_guess(self, env_id: str) -> float:
+        """First guess of ``env_id``'s steps/s at the first batch (steps/s)."""
+        if self.initial_rate_guess is not None:
+            return self.initial_rate_guess
+        return INITIAL_RATE_GUESSES.get(env_id, 1e5)
 
 
 # --------------------------------------------------------------------------- machine
@@ -274,19 +317,21 @@ def _scan_measurement(
     settings: BenchSettings,
     label: str,
     log: Log,
+    first: tuple[int, Any, float] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Time ``build(T)(*args)``, a scan of T steps over ``batch`` patients; (result, compiled).
 
     T starts from ``seconds_per_step_guess`` (seconds per scan step, all
     patients) and is re-chosen, recompiling, until the warm-up call lands in
-    ``[min_seconds, max_seconds]`` (three tries).
+    ``[min_seconds, max_seconds]`` (three tries). ``first``: ``(T, compiled,
+    compile seconds)`` already compiled for the first try.
     """
-    if settings.fixed_steps is not None:
-        steps = settings.fixed_steps
-    else:
-        steps = _steps_for(settings.target_seconds / seconds_per_step_guess)
+    steps = _initial_steps(seconds_per_step_guess, settings) if first is None else first[0]
     for attempt in range(3):
-        compiled, compile_seconds = _compile(build(steps), args)
+        if attempt == 0 and first is not None:
+            _, compiled, compile_seconds = first
+        else:
+            compiled, compile_seconds = _compile(build(steps), args)
         warm = _call_seconds(compiled, args)
         if (
             settings.fixed_steps is not None
@@ -315,6 +360,13 @@ def _scan_measurement(
         f"best {best:.3f}s -> {result['steps_per_second']:,.0f} steps/s"
     )
     return result, compiled
+
+
+def _initial_steps(seconds_per_step_guess: float, settings: BenchSettings) -> int:
+    """First T of a measurement: ``fixed_steps``, else about ``target_seconds`` of the guess."""
+    if settings.fixed_steps is not None:
+        return settings.fixed_steps
+    return _steps_for(settings.target_seconds / seconds_per_step_guess)
 
 
 def _steps_for(estimate: float) -> int:
@@ -409,6 +461,14 @@ class FloorSpec:
     stimulus: float
     #: The env's own ``lax.scan`` unroll of its substep loop (its ``SUBSTEP_UNROLL``).
     env_unroll: int | bool = 1
+    #: The cell's parameters from the env's params (None: ``params.cell``).
+    cell: Callable[[Any], Any] | None = None
+    #: How the env's substeps map onto this kernel, where it is not one cell's loop.
+    note: str = ""
+
+    def cell_params(self, env_params: Any) -> Any:
+        """The cell model's parameters the floor integrates with, from the env's params."""
+        return env_params.cell if self.cell is None else self.cell(env_params)
 
     @property
     def module(self) -> Any:
@@ -427,8 +487,17 @@ class FloorSpec:
         return tuple(sorted({1, min(unroll, self.substeps)}))
 
 
+#: AntiarrhythmicDosing-v1's RK4 steps of FitzHugh-Nagumo per env step (one 12 h decision):
+#: every hour one monitoring window of WINDOW_SUBSTEPS focus steps and half as many myocyte
+#: steps (``drug_effect.simulate_window``); 12 x (80 + 40) = 1,440.
+DOSING_V1_RK4_STEPS = antiarrhythmic_dosing_v1.DOSING_INTERVAL_H * (
+    de.WINDOW_SUBSTEPS + de.WINDOW_SUBSTEPS // de.FOCUS_SUBSTEPS_PER_MYOCYTE
+)
+
 #: Pacing steps its FHN cell once per 1 ms conduction substep (``fhn.step``, dt = fhn.DT);
 #: dosing runs ``fhn.integrate`` over SUBSTEPS; defibrillation ``ap.integrate`` over SUBSTEPS.
+#: Dosing-v1 integrates two FHN cells (ectopic focus and myocyte) hour by hour: the floor
+#: runs the same number of RK4 steps on one FHN cell (the focus, at its dt and drive).
 FLOOR_SPECS: dict[str, FloorSpec] = {
     "PacingControl-v0": FloorSpec(
         "fitzhugh_nagumo",
@@ -450,6 +519,28 @@ FLOOR_SPECS: dict[str, FloorSpec] = {
         aliev_panfilov.DT,
         0.075,
         defibrillation_timing.SUBSTEP_UNROLL,
+    ),
+    "AntiarrhythmicDosing-v1": FloorSpec(
+        "fitzhugh_nagumo",
+        DOSING_V1_RK4_STEPS,
+        de.FOCUS_DT,
+        # The focus's drive at neutral sympathetic tone (above its Hopf current: it fires).
+        float(de.DrugEffectParams().focus_drive),
+        de.SUBSTEP_UNROLL,
+        cell=lambda params: de.focus_cell(jnp.float32(0.0), params.pd),
+        note=(
+            f"{antiarrhythmic_dosing_v1.DOSING_INTERVAL_H} h x ({de.WINDOW_SUBSTEPS} focus + "
+            f"{de.WINDOW_SUBSTEPS // de.FOCUS_SUBSTEPS_PER_MYOCYTE} myocyte) substeps"
+        ),
+    ),
+}
+
+#: Why an environment has no compute floor: its step integrates no cell model.
+NO_FLOOR: dict[str, str] = {
+    "PacingControl-v1": "event-driven beat timing (models.pacemaker): no ODE is integrated",
+    "DefibrillationTiming-v1": (
+        "the Aliev-Panfilov ring runs once per process into a feature table "
+        "(models.tissue.feature_library); a step only reads it"
     ),
 }
 
@@ -496,12 +587,16 @@ def floor_rollout(env_id: str, steps: int, unroll: int = 1) -> Callable:
 
 
 def floor_args(env_id: str, batch: int) -> tuple:
-    """``(cell_states, cell_params, stimulus)`` with the env's medium-tier cell parameters."""
+    """``(cell_states, cell_params, stimulus)`` with the env's medium-tier cell parameters.
+
+    ``KeyError`` for an env without a floor (see ``NO_FLOOR``).
+    """
     _, params = cardiosim_jax.make(env_id, DIFFICULTY)
+    spec = FLOOR_SPECS[env_id]
     return (
         floor_initial_state(env_id, batch),
-        params.cell,
-        jnp.float32(FLOOR_SPECS[env_id].stimulus),
+        spec.cell_params(params),
+        jnp.float32(spec.stimulus),
     )
 
 
@@ -511,7 +606,12 @@ def floor_args(env_id: str, batch: int) -> tuple:
 def reference_throughput(
     env_id: str, difficulty: str, seconds: float, blocks: int, seed: int = 0
 ) -> dict[str, Any] | None:
-    """Steps/s of one cardiosim 0.1.0 env in a Python loop (None if it is not installed)."""
+    """Steps/s of one cardiosim 0.1.0 env in a Python loop.
+
+    None if the reference is not installed or has no such environment (v1).
+    """
+    if env_id not in reference.REFERENCE_ENVS:
+        return None
     try:
         env = reference.reference_env(env_id, difficulty)
     except ImportError:
@@ -681,6 +781,105 @@ def measure_rss(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def plan_batch(
+    batch: int,
+    memory_points: Sequence[tuple[int, int]],
+    time_points: Sequence[tuple[int, float]],
+    budget_bytes: int,
+    max_step_seconds: float | None,
+) -> dict[str, Any] | None:
+    """Why ``batch`` patients should not be run, as a JSON-ready dict; None to run it.
+
+    ``memory_points``: ``(batch, total bytes)`` of the rollouts compiled so far;
+    with two or more, the line through the two largest
+    (:func:`extrapolate_max_batch`) predicts the footprint at ``batch``
+    (bytes), skipped above ``budget_bytes``. ``time_points``: ``(batch,
+    seconds per scan step)`` measured so far; with two or more, the line
+    through the two largest predicts one step at ``batch`` (s), skipped above
+    ``max_step_seconds`` (a call of even one step would outlast the timing
+    window). With fewer points nothing is predicted (the caller still checks the
+    compiled footprint exactly).
+    """
+    if len(memory_points) >= 2:
+        (b1, m1), (b2, m2) = sorted(memory_points)[-2:]
+        line = extrapolate_max_batch((b1, b2), (m1, m2), budget_bytes)
+        estimate = line["fixed_bytes"] + line["bytes_per_patient"] * batch
+        if estimate > budget_bytes:
+            return {
+                "batch": batch,
+                "reason": "memory",
+                "estimated_bytes": int(estimate),
+                "budget_bytes": int(budget_bytes),
+                "method": f"extrapolated from B = {b1:,} and {b2:,}",
+                "message": (
+                    f"extrapolated XLA footprint {estimate / GIB:,.2f} GiB > budget "
+                    f"{budget_bytes / GIB:g} GiB (line through B = {b1:,} and {b2:,})"
+                ),
+            }
+    if max_step_seconds is not None and len(time_points) >= 2:
+        (b1, t1), (b2, t2) = sorted(time_points)[-2:]
+        estimate = t2 + max((t2 - t1) / (b2 - b1), 0.0) * (batch - b2)
+        if estimate > max_step_seconds:
+            return {
+                "batch": batch,
+                "reason": "time",
+                "estimated_step_seconds": estimate,
+                "max_step_seconds": max_step_seconds,
+                "method": f"extrapolated from B = {b1:,} and {b2:,}",
+                "message": (
+                    f"one scan step predicted to take {estimate:,.1f} s > {max_step_seconds:g} s "
+                    f"(line through B = {b1:,} and {b2:,})"
+                ),
+            }
+    return None
+
+
+def _compiled_over_budget(batch: int, memory: dict[str, int], budget_bytes: int) -> dict | None:
+    """The skip record of a compiled rollout whose exact footprint exceeds the budget."""
+    if memory["total_bytes"] <= budget_bytes:
+        return None
+    return {
+        "batch": batch,
+        "reason": "memory",
+        "estimated_bytes": memory["total_bytes"],
+        "budget_bytes": int(budget_bytes),
+        "method": "compiled (memory_analysis of this batch's executable, not run)",
+        "message": (
+            f"XLA footprint of the compiled rollout {memory['total_bytes'] / GIB:,.2f} GiB > "
+            f"budget {budget_bytes / GIB:g} GiB"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- reset strategy
+
+
+def reset_winner(auto_steps_per_second: float, optimistic_steps_per_second: float) -> str:
+    """The faster reset: ``"optimistic"`` (``make_batched_step``) or ``"auto"`` (gymnax).
+
+    Both are rates (steps/s) of the same rollout; a tie goes to ``"auto"``, the
+    default (it needs nothing extra, and stays right under an outer ``vmap``).
+    """
+    return "optimistic" if optimistic_steps_per_second > auto_steps_per_second else "auto"
+
+
+def reset_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Which reset won at each batch where both were timed, the tally and the choice.
+
+    ``choice`` is the reset that won more batches (a tie: ``"auto"``), or None
+    where the optimistic reset was never timed.
+    """
+    winners = {str(row["batch"]): row["reset_winner"] for row in rows if row.get("reset_winner")}
+    optimistic = sum(w == "optimistic" for w in winners.values())
+    auto = len(winners) - optimistic
+    return {
+        "winner_by_batch": winners,
+        "optimistic_wins": optimistic,
+        "auto_wins": auto,
+        "choice": None if not winners else "optimistic" if optimistic > auto else "auto",
+    }
+
+
 # --------------------------------------------------------------------------- PPO
 
 
@@ -744,18 +943,26 @@ def ppo_throughput(
 def benchmark_env(env_id: str, settings: BenchSettings, log: Log = log_to_stderr) -> dict[str, Any]:
     """Every measurement for one environment (see the module docstring)."""
     env, params = cardiosim_jax.make(env_id, DIFFICULTY)
-    spec = FLOOR_SPECS[env_id]
+    spec = FLOOR_SPECS.get(env_id)
     out: dict[str, Any] = {
         "difficulty": DIFFICULTY,
-        "floor": {
+        # Episode length (steps): a timed call of fewer steps, from fresh resets, ends no
+        # episode (unless one terminates early), so the optimistic reset computes none.
+        "episode_steps": int(params.max_steps_in_episode),
+        "floor": None,
+        "floor_note": NO_FLOOR.get(env_id, "no floor kernel for this environment"),
+    }
+    if spec is not None:
+        out["floor"] = {
             "model": spec.model,
             "substeps": spec.substeps,
             "dt": spec.dt,
             "stimulus": spec.stimulus,
             "unrolls": list(spec.unrolls()),
             "state_floats": len(jax.tree_util.tree_leaves(floor_initial_state(env_id, 1))),
-        },
-    }
+            "note": spec.note,
+        }
+        out["floor_note"] = None
     log(f"[{env_id}] reference (cardiosim 0.1.0, one env, Python loop)")
     reference = reference_throughput(
         env_id, DIFFICULTY, settings.reference_seconds, settings.repeats
@@ -763,88 +970,139 @@ def benchmark_env(env_id: str, settings: BenchSettings, log: Log = log_to_stderr
     out["reference"] = reference
     if reference is not None:
         log(f"  reference: {reference['steps_per_second']:,.0f} steps/s")
+    else:
+        log("  no reference environment")
 
-    rows, compiled_by_batch = [], {}
+    rows, skipped, compiled_by_batch = [], [], {}
     env_points: list[tuple[int, float]] = []
     floor_points: dict[int, list[tuple[int, float]]] = {}
-    for batch in sorted(settings.batches):
+    for batch in sorted(set(settings.batches)):
         log(f"[{env_id}] {batch:,} patients")
+        memory_points = [(b, m["total_bytes"]) for b, (_, m) in compiled_by_batch.items()]
+        skip = plan_batch(
+            batch,
+            memory_points,
+            env_points,
+            settings.memory_budget_bytes,
+            settings.max_step_seconds,
+        )
         guess = (
             _predict_seconds_per_step(env_points, batch)
             if env_points
-            else batch / settings.initial_rate_guess
+            else batch / settings.rate_guess(env_id)
         )
+        if skip is None:
+            # Compile against shapes only and read the exact footprint before allocating.
+            steps = _initial_steps(guess, settings)
+            compiled, compile_seconds = _compile(
+                env_rollout(env, batch, steps),
+                env_rollout_args(env, params, batch, abstract=True),
+            )
+            skip = _compiled_over_budget(
+                batch, compiled_memory(compiled), settings.memory_budget_bytes
+            )
+        if skip is not None:
+            log(f"  skipped: {skip['message']}")
+            skipped.append(skip)
+            continue
+        args = env_rollout_args(env, params, batch)
         ours, compiled = _scan_measurement(
             lambda t, b=batch: env_rollout(env, b, t),
-            env_rollout_args(env, params, batch),
+            args,
             batch,
             guess,
             settings,
             "env",
             log,
+            first=(steps, compiled, compile_seconds),
         )
         compiled_by_batch[batch] = (ours["steps"], compiled_memory(compiled))
         optimistic = None
         if batch >= OPTIMISTIC_MIN_BATCH:
             optimistic, _ = _scan_measurement(
                 lambda t, b=batch: env_rollout(env, b, t, optimistic=True),
-                env_rollout_args(env, params, batch),
+                args,
                 batch,
                 ours["seconds"] / ours["steps"],
                 settings,
                 "env, optimistic reset",
                 log,
             )
-        floors = []
-        for unroll in spec.unrolls():
-            points = floor_points.setdefault(unroll, [])
-            # The floor is one to two orders of magnitude faster than the env.
-            guess = (
-                _predict_seconds_per_step(points, batch)
-                if points
-                else 0.03 * ours["seconds"] / ours["steps"]
-            )
-            floor, _ = _scan_measurement(
-                lambda t, u=unroll: floor_rollout(env_id, t, u),
-                floor_args(env_id, batch),
-                batch,
-                guess,
-                settings,
-                f"floor (unroll {unroll})",
-                log,
-            )
-            points.append((batch, floor["seconds"] / floor["steps"]))
-            floors.append({"unroll": unroll, **floor})
-        floor = dict(max(floors, key=lambda f: f["steps_per_second"]))
-        floor["variants"] = [
-            {"unroll": f["unroll"], "steps_per_second": f["steps_per_second"]} for f in floors
-        ]
+        del args
+        floor = None
+        if spec is not None:
+            floors = []
+            for unroll in spec.unrolls():
+                points = floor_points.setdefault(unroll, [])
+                # The v0 floor is one to two orders of magnitude faster than the env.
+                guess = (
+                    _predict_seconds_per_step(points, batch)
+                    if points
+                    else 0.03 * ours["seconds"] / ours["steps"]
+                )
+                measured, _ = _scan_measurement(
+                    lambda t, u=unroll: floor_rollout(env_id, t, u),
+                    floor_args(env_id, batch),
+                    batch,
+                    guess,
+                    settings,
+                    f"floor (unroll {unroll})",
+                    log,
+                )
+                points.append((batch, measured["seconds"] / measured["steps"]))
+                floors.append({"unroll": unroll, **measured})
+            floor = dict(max(floors, key=lambda f: f["steps_per_second"]))
+            floor["variants"] = [
+                {"unroll": f["unroll"], "steps_per_second": f["steps_per_second"]} for f in floors
+            ]
         env_points.append((batch, ours["seconds"] / ours["steps"]))
+        winner = (
+            None
+            if optimistic is None
+            else reset_winner(ours["steps_per_second"], optimistic["steps_per_second"])
+        )
+        if winner is not None:
+            log(
+                f"  faster reset: {winner} (optimistic / auto = "
+                f"{optimistic['steps_per_second'] / ours['steps_per_second']:.2f})"
+            )
         rows.append(
             {
                 **ours,
                 "floor": floor,
-                "fraction_of_floor": ours["steps_per_second"] / floor["steps_per_second"],
+                "fraction_of_floor": (
+                    ours["steps_per_second"] / floor["steps_per_second"] if floor else None
+                ),
                 "optimistic_reset": optimistic,
+                "reset_winner": winner,
+                "optimistic_over_auto": (
+                    optimistic["steps_per_second"] / ours["steps_per_second"]
+                    if optimistic
+                    else None
+                ),
                 "speedup_vs_reference": (
                     ours["steps_per_second"] / reference["steps_per_second"] if reference else None
                 ),
             }
         )
     out["throughput"] = rows
+    out["skipped"] = skipped
+    out["reset"] = reset_summary(rows)
 
     log(f"[{env_id}] memory")
     out["memory"] = _memory(env_id, env, params, compiled_by_batch, settings, log)
 
-    log(f"[{env_id}] PPO (tuned preset)")
-    out["ppo"] = ppo_throughput(
-        env_id,
-        settings.ppo_updates,
-        settings.ppo_seeds,
-        settings.ppo_repeats,
-        settings.ppo_overrides,
-        log=log,
-    )
+    out["ppo"] = None
+    if settings.ppo:
+        log(f"[{env_id}] PPO (tuned preset)")
+        out["ppo"] = ppo_throughput(
+            env_id,
+            settings.ppo_updates,
+            settings.ppo_seeds,
+            settings.ppo_repeats,
+            settings.ppo_overrides,
+            log=log,
+        )
     return out
 
 
@@ -857,10 +1115,11 @@ def _memory(
     log: Log,
 ) -> dict[str, Any]:
     memory: dict[str, Any] = dict(patient_bytes(env_id))
-    largest = max(compiled_by_batch)
-    steps = compiled_by_batch[largest][0]
+    b1, b2 = settings.resolved_memory_batches(tuple(compiled_by_batch))
+    # Every batch was skipped: compile (never run) with the quick run's short scan.
+    steps = compiled_by_batch[max(compiled_by_batch)][0] if compiled_by_batch else 16
     totals = {}
-    for batch in settings.resolved_memory_batches():
+    for batch in (b1, b2):
         if batch not in compiled_by_batch:
             # Compile only: memory_analysis needs no execution (and no allocation).
             compiled, _ = _compile(
@@ -868,7 +1127,6 @@ def _memory(
             )
             compiled_by_batch[batch] = (steps, compiled_memory(compiled))
         totals[batch] = compiled_by_batch[batch][1]
-    b1, b2 = settings.resolved_memory_batches()
     memory["rollout"] = {"batch": b1, "steps": compiled_by_batch[b1][0], **totals[b1]}
     memory["rollout_at_second_batch"] = {"batch": b2, **totals[b2]}
     memory["extrapolation"] = extrapolate_max_batch(
@@ -876,14 +1134,16 @@ def _memory(
         (totals[b1]["total_bytes"], totals[b2]["total_bytes"]),
         settings.memory_budget_bytes,
     )
+    max_batch = memory["extrapolation"]["max_batch"]
     log(
         f"  state {memory['state_bytes']} B/patient; compiled rollout at {b1:,}: "
         f"{totals[b1]['total_bytes'] / 2**20:,.1f} MiB; "
         f"max batch in {settings.memory_budget_bytes / GIB:g} GiB: "
-        f"{memory['extrapolation']['max_batch']:,}"
+        f"{'-' if max_batch is None else format(max_batch, ',')}"
     )
     memory["rss"] = None
-    if settings.rss:
+    # The subprocess allocates and runs the rollout: only for a batch that fits the budget.
+    if settings.rss and totals[b1]["total_bytes"] <= settings.memory_budget_bytes:
         rss = memory["rss"] = measure_rss(env_id, DIFFICULTY, b1, compiled_by_batch[b1][0])
         log(
             f"  fresh-process RSS at {b1:,}: +{_mib(rss['execution_delta_bytes'])} MiB "
@@ -897,17 +1157,22 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run the suite; returns the JSON-ready results (schema: ``docs/benchmarks.md``)."""
     settings = settings or BenchSettings()
-    unknown = set(settings.envs) - set(FLOOR_SPECS)
+    registered = tuple(cardiosim_jax.registered_envs)
+    unknown = sorted(set(settings.envs) - set(registered))
     if unknown:
         raise ValueError(
-            f"no benchmark for environment(s) {sorted(unknown)}; accepted: {sorted(FLOOR_SPECS)} "
-            "(the v0 environments, which have a reference and a compute floor)"
+            f"no benchmark for environment(s) {unknown}; accepted: {', '.join(registered)}"
         )
+    if not settings.envs:
+        raise ValueError("no environment to benchmark")
     if not settings.batches or min(settings.batches) < 1:
         raise ValueError(f"batches must be positive, got {settings.batches}")
-    b1, b2 = settings.resolved_memory_batches()
-    if b1 == b2 or min(b1, b2) < 1:
-        raise ValueError(f"memory_batches must be two different positive sizes, got {(b1, b2)}")
+    if settings.memory_budget_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {settings.memory_budget_bytes}")
+    if settings.memory_batches is not None:
+        b1, b2 = settings.memory_batches
+        if b1 == b2 or min(b1, b2) < 1:
+            raise ValueError(f"memory_batches must be two different positive sizes, got {(b1, b2)}")
     start = time.perf_counter()
     machine = machine_info()
     log(f"benchmarking {', '.join(settings.envs)} on {machine['cpu_model']}")
@@ -919,18 +1184,36 @@ def run_benchmarks(
         "machine": machine,
         "settings": {
             "difficulty": DIFFICULTY,
-            "batches": sorted(settings.batches),
+            "batches": sorted(set(settings.batches)),
             "repeats": settings.repeats,
             "target_seconds": settings.target_seconds,
             "fixed_steps": settings.fixed_steps,
             "reference_seconds": settings.reference_seconds,
+            "ppo": settings.ppo,
             "ppo_updates": settings.ppo_updates,
             "ppo_seeds": settings.ppo_seeds,
-            "memory_batches": list(settings.resolved_memory_batches()),
+            "memory_batches": (
+                None if settings.memory_batches is None else list(settings.memory_batches)
+            ),
             "memory_budget_bytes": settings.memory_budget_bytes,
+            "max_step_seconds": settings.max_step_seconds,
         },
         "envs": envs,
+        "reset": backend_reset_choice(envs, machine["backend"]),
         "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def backend_reset_choice(envs: dict[str, Any], backend: str) -> dict[str, Any]:
+    """The faster reset on ``backend``: tallies over every (env, batch) timed both ways."""
+    optimistic = sum(r["reset"]["optimistic_wins"] for r in envs.values())
+    auto = sum(r["reset"]["auto_wins"] for r in envs.values())
+    return {
+        "backend": backend,
+        "optimistic_wins": optimistic,
+        "auto_wins": auto,
+        "choice": None if optimistic + auto == 0 else "optimistic" if optimistic > auto else "auto",
+        "by_env": {env_id: r["reset"]["choice"] for env_id, r in envs.items()},
     }
 
 
@@ -945,17 +1228,42 @@ def _commit_note(machine: dict[str, Any]) -> str:
 
 
 def _rate(x: float | None) -> str:
-    return "–" if x is None else f"{x:,.0f}"
+    return "-" if x is None else f"{x:,.0f}"
 
 
 def _ratio(x: float | None) -> str:
     if x is None:
-        return "–"
+        return "-"
     return f"{x:,.0f}x" if x >= 100 else f"{x:,.1f}x" if x >= 1 else f"{x:.3f}"
 
 
 def _mib(x: float | None) -> str:
-    return "–" if x is None else f"{x / 2**20:,.1f}"
+    return "-" if x is None else f"{x / 2**20:,.1f}"
+
+
+def _cells(r: dict[str, Any], batches: Sequence[int], cell: Callable[[dict[str, Any]], str]) -> str:
+    """One table row's cells over ``batches``: ``cell(row)``, "skipped" or "-" (not run)."""
+    by_batch = {row["batch"]: row for row in r["throughput"]}
+    skipped = {s["batch"]: s for s in r.get("skipped", [])}
+    out = []
+    for b in batches:
+        if b in by_batch:
+            out.append(cell(by_batch[b]))
+        elif b in skipped:
+            out.append(f"skipped ({skipped[b]['reason']})")
+        else:
+            out.append("-")
+    return " | ".join(out)
+
+
+def _winner_cell(row: dict[str, Any], episode_steps: int | None) -> str:
+    """``winner (optimistic / auto)``, starred where the optimistic call was shorter than
+    an episode (see :func:`to_markdown`); "-" where only auto-reset was timed."""
+    if not row.get("reset_winner"):
+        return "-"
+    short = episode_steps is not None and row["optimistic_reset"]["steps"] < episode_steps
+    mark = "\\*" if short else ""
+    return f"{row['reset_winner']} ({row['optimistic_over_auto']:.2f}){mark}"
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -964,6 +1272,7 @@ def to_markdown(results: dict[str, Any]) -> str:
     batches = s["batches"]
     memory_gib = m["memory_total_bytes"] / GIB if m.get("memory_total_bytes") else float("nan")
     load = ", ".join(f"{x:.2f}" for x in m["load_average_start"])
+    header = " | ".join(f"B = {b:,}" for b in batches)
     # Level-3 headings and no title: the file pastes verbatim under a section of
     # docs/benchmarks.md.
     lines = [
@@ -979,56 +1288,125 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"All environments on the {s['difficulty']} tier, uniform random actions, gymnax "
         "`env.step` with auto-reset. Ours: one jitted `lax.scan` over T steps of the vmapped "
         f"step, best of {s['repeats']} timed calls after a warm-up call, compilation "
-        "excluded (timed separately). Reference: one cardiosim 0.1.0 env in a Python loop. "
-        "Floor: the env's cell model alone, the same RK4 substeps per env step, same batch "
-        f"and scan, no RNG or env logic. Total run {results['wall_seconds']:.0f} s.",
+        "excluded (timed separately). Reference: one cardiosim 0.1.0 env in a Python loop "
+        '(v0 only; "-" for v1). Floor: the env\'s cell model alone, the same RK4 substeps '
+        'per env step, same batch and scan, no RNG or env logic ("-": the env integrates '
+        f"no cell model). Total run {results['wall_seconds']:.0f} s.",
         "",
         "### Environment steps/s",
         "",
-        "| env | reference (1 env) | " + " | ".join(f"B = {b:,}" for b in batches) + " |",
+        f"| env | reference (1 env) | {header} |",
         "|---|---:|" + "---:|" * len(batches),
     ]
     for env_id, r in envs.items():
         ref = r["reference"]["steps_per_second"] if r["reference"] else None
-        cells = [_rate(row["steps_per_second"]) for row in r["throughput"]]
-        lines.append(f"| {env_id} | {_rate(ref)} | " + " | ".join(cells) + " |")
-        cells = [
-            _rate(row["optimistic_reset"]["steps_per_second"]) if row["optimistic_reset"] else "-"
-            for row in r["throughput"]
+        lines.append(
+            f"| {env_id} | {_rate(ref)} | "
+            + _cells(r, batches, lambda row: _rate(row["steps_per_second"]))
+            + " |"
+        )
+        lines.append(
+            f"| {env_id}, optimistic reset | - | "
+            + _cells(
+                r,
+                batches,
+                lambda row: (
+                    _rate(row["optimistic_reset"]["steps_per_second"])
+                    if row["optimistic_reset"]
+                    else "-"
+                ),
+            )
+            + " |"
+        )
+        lines.append(
+            f"| {env_id}, faster reset (optimistic / auto) | - | "
+            + _cells(r, batches, lambda row, r=r: _winner_cell(row, r.get("episode_steps")))
+            + " |"
+        )
+    skipped = [(env_id, sk) for env_id, r in envs.items() for sk in r.get("skipped", [])]
+    if skipped:
+        lines += ["", "Skipped batches:"]
+        lines += [f"- {env_id}, B = {sk['batch']:,}: {sk['message']}." for env_id, sk in skipped]
+    choice = results.get("reset")
+    if choice and choice["choice"] is None:
+        lines += [
+            "",
+            "### Reset strategy",
+            "",
+            f"The optimistic reset was not timed (it is from B = {OPTIMISTIC_MIN_BATCH}).",
         ]
-        lines.append(f"| {env_id}, optimistic reset | - | " + " | ".join(cells) + " |")
+    elif choice:
+        lines += [
+            "",
+            "### Reset strategy",
+            "",
+            f"gymnax auto-reset against the optimistic reset (`make_batched_step`, from B = "
+            f"{OPTIMISTIC_MIN_BATCH}) on {choice['backend']}: the optimistic reset was faster at "
+            f"{choice['optimistic_wins']} and auto-reset at {choice['auto_wins']} of the "
+            f"(env, batch) pairs timed both ways; faster on this backend: "
+            f"**{choice['choice'] or '-'}**. Per env (more batches won): "
+            + "; ".join(f"{e} {c or '-'}" for e, c in choice["by_env"].items())
+            + ". Every timed call starts from freshly reset patients, whose episodes all "
+            "run in step; \\* marks an optimistic call of fewer steps T than the episode "
+            "length, in which no episode ended (except by early termination), so the "
+            "optimistic reset computed no reset at all while auto-reset computed one per "
+            "patient per step.",
+        ]
+    notes = {}
     lines += [
         "",
         "### Compute floor (bare RK4 of the cell model), steps/s",
         "",
-        "| env | floor kernel | " + " | ".join(f"B = {b:,}" for b in batches) + " |",
+        f"| env | floor kernel | {header} |",
         "|---|---|" + "---:|" * len(batches),
     ]
     for env_id, r in envs.items():
         f = r["floor"]
+        if f is None:
+            mark = notes.setdefault(r.get("floor_note") or "no floor kernel", len(notes) + 1)
+            lines.append(
+                f"| {env_id} | - (note {mark}) | " + " | ".join("-" for _ in batches) + " |"
+            )
+            continue
         kernel = (
-            f"{f['substeps']} x RK4 {f['model']} ({f['state_floats']} floats, dt {f['dt']:g}; "
-            f"unroll {' or '.join(map(str, f['unrolls']))})"
+            f"{f['substeps']:,} x RK4 {f['model']} ({f['state_floats']} floats, dt {f['dt']:g}; "
+            f"unroll {' or '.join(map(str, f['unrolls']))}"
+            + (f"; {f['note']}" if f.get("note") else "")
+            + ")"
         )
-        cells = [_rate(row["floor"]["steps_per_second"]) for row in r["throughput"]]
-        lines.append(f"| {env_id} | {kernel} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {env_id} | {kernel} | "
+            + _cells(
+                r,
+                batches,
+                lambda row: _rate(row["floor"]["steps_per_second"]) if row["floor"] else "-",
+            )
+            + " |"
+        )
+    if notes:
+        lines += [""] + [f"Note {i}: no floor: {text}." for text, i in notes.items()]
     lines += [
         "",
         "### Ratios",
         "",
-        "| env | ratio | " + " | ".join(f"B = {b:,}" for b in batches) + " |",
+        f"| env | ratio | {header} |",
         "|---|---|" + "---:|" * len(batches),
     ]
     for env_id, r in envs.items():
-        rows = r["throughput"]
         lines.append(
             f"| {env_id} | ours / reference | "
-            + " | ".join(_ratio(row["speedup_vs_reference"]) for row in rows)
+            + _cells(r, batches, lambda row: _ratio(row["speedup_vs_reference"]))
             + " |"
         )
         lines.append(
             f"| {env_id} | ours / floor | "
-            + " | ".join(f"{row['fraction_of_floor']:.3f}" for row in rows)
+            + _cells(
+                r,
+                batches,
+                lambda row: (
+                    "-" if row["fraction_of_floor"] is None else f"{row['fraction_of_floor']:.3f}"
+                ),
+            )
             + " |"
         )
     lines += [
@@ -1042,64 +1420,72 @@ def to_markdown(results: dict[str, Any]) -> str:
     for env_id, r in envs.items():
         for row in r["throughput"]:
             fl = row["floor"]
+            floor_cells = (
+                "- | - | - | -"
+                if fl is None
+                else f"{fl['steps']:,} | {fl['unroll']} | {fl['compile_seconds']:.2f} | "
+                f"{fl['seconds']:.3f}"
+            )
             lines.append(
                 f"| {env_id} | {row['batch']:,} | {row['steps']:,} | "
-                f"{row['compile_seconds']:.2f} | {row['seconds']:.3f} | {fl['steps']:,} | "
-                f"{fl['unroll']} | {fl['compile_seconds']:.2f} | {fl['seconds']:.3f} |"
+                f"{row['compile_seconds']:.2f} | {row['seconds']:.3f} | {floor_cells} |"
             )
-    any_ppo = next(iter(envs.values()))["ppo"]
-    lines += [
-        "",
-        "### PPO training throughput (tuned preset)",
-        "",
-        f"{any_ppo['updates']} updates of {any_ppo['num_envs']} envs x "
-        f"{any_ppo['num_steps']} steps ({any_ppo['update_epochs']} epochs, minibatch "
-        f"{any_ppo['minibatch_size']}) per seed; env steps/s over the whole `train` call "
-        "(rollouts, GAE and minibatch updates), compilation excluded, best of "
-        f"{len(any_ppo['single']['all_seconds'])} call(s).",
-        "",
-        "| env | 1 seed: steps/s | "
-        f"{any_ppo['vmapped']['seeds']} seeds vmapped: steps/s (aggregate) | "
-        "aggregate / 1 seed | compile 1 / N seeds (s) | XLA memory 1 / N seeds (MiB) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for env_id, r in envs.items():
-        p = r["ppo"]
-        one, many = p["single"], p["vmapped"]
-        lines.append(
-            f"| {env_id} | {_rate(one['steps_per_second'])} | {_rate(many['steps_per_second'])} | "
-            f"{many['steps_per_second'] / one['steps_per_second']:.2f}x | "
-            f"{one['compile_seconds']:.1f} / {many['compile_seconds']:.1f} | "
-            f"{_mib(one['memory']['total_bytes'])} / {_mib(many['memory']['total_bytes'])} |"
-        )
-    b1, b2 = s["memory_batches"]
+    with_ppo = {env_id: r["ppo"] for env_id, r in envs.items() if r.get("ppo")}
+    if with_ppo:
+        any_ppo = next(iter(with_ppo.values()))
+        lines += [
+            "",
+            "### PPO training throughput (tuned preset)",
+            "",
+            f"{any_ppo['updates']} updates of {any_ppo['num_envs']} envs x "
+            f"{any_ppo['num_steps']} steps ({any_ppo['update_epochs']} epochs, minibatch "
+            f"{any_ppo['minibatch_size']}) per seed; env steps/s over the whole `train` call "
+            "(rollouts, GAE and minibatch updates), compilation excluded, best of "
+            f"{len(any_ppo['single']['all_seconds'])} call(s).",
+            "",
+            "| env | 1 seed: steps/s | "
+            f"{any_ppo['vmapped']['seeds']} seeds vmapped: steps/s (aggregate) | "
+            "aggregate / 1 seed | compile 1 / N seeds (s) | XLA memory 1 / N seeds (MiB) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for env_id, p in with_ppo.items():
+            one, many = p["single"], p["vmapped"]
+            lines.append(
+                f"| {env_id} | {_rate(one['steps_per_second'])} | "
+                f"{_rate(many['steps_per_second'])} | "
+                f"{many['steps_per_second'] / one['steps_per_second']:.2f}x | "
+                f"{one['compile_seconds']:.1f} / {many['compile_seconds']:.1f} | "
+                f"{_mib(one['memory']['total_bytes'])} / {_mib(many['memory']['total_bytes'])} |"
+            )
     budget_gib = s["memory_budget_bytes"] / GIB
     lines += [
         "",
         "### Memory",
         "",
-        f"XLA `memory_analysis()` of the compiled rollout (argument + output + temp - alias "
-        f"bytes) at B = {b1:,} and {b2:,}; largest batch in {budget_gib:g} GiB = "
-        "floor((budget - fixed) / per-patient), the line through the two. RSS: peak-RSS "
-        f"increase of a fresh process running the B = {b1:,} rollout once (running alone; "
-        "and in all, compilation included).",
+        "XLA `memory_analysis()` of the compiled rollout (argument + output + temp - alias "
+        "bytes) at two batches B1 < B2 (by default the largest batch run and 4x it, the "
+        f"second compiled, not run); largest batch in {budget_gib:g} GiB = floor((budget - "
+        "fixed) / per-patient), the line through the two. RSS: peak-RSS increase of a fresh "
+        "process running the B1 rollout once (running alone; and in all, compilation "
+        "included).",
         "",
-        "| env | state B/patient | obs B/patient | XLA at "
-        f"{b1:,}: args / out / temp (MiB) | XLA total at {b1:,} / {b2:,} (MiB) | "
-        f"XLA B/patient | max batch in {budget_gib:g} GiB | RSS running / in all (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| env | state B/patient | obs B/patient | B1 / B2 | XLA at B1: args / out / temp "
+        "(MiB) | XLA total at B1 / B2 (MiB) | XLA B/patient | "
+        f"max batch in {budget_gib:g} GiB | RSS running / in all (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for env_id, r in envs.items():
         mem = r["memory"]
         roll, ext, rss = mem["rollout"], mem["extrapolation"], mem["rss"]
         rss_cell = (
-            "–"
+            "-"
             if rss is None
             else f"{_mib(rss['execution_delta_bytes'])} / {_mib(rss['process_delta_bytes'])}"
         )
-        max_batch = "–" if ext["max_batch"] is None else f"{ext['max_batch']:,}"
+        max_batch = "-" if ext["max_batch"] is None else f"{ext['max_batch']:,}"
         lines.append(
             f"| {env_id} | {mem['state_bytes']} | {mem['observation_bytes']} | "
+            f"{ext['batches'][0]:,} / {ext['batches'][1]:,} | "
             f"{_mib(roll['argument_bytes'])} / {_mib(roll['output_bytes'])} / "
             f"{_mib(roll['temp_bytes'])} | {_mib(ext['total_bytes'][0])} / "
             f"{_mib(ext['total_bytes'][1])} | {ext['bytes_per_patient']:,.0f} | {max_batch} | "

@@ -193,3 +193,14 @@ def once_per_session(
         value = compute()
         cached.write_text(json.dumps(value))
         return value
+
+
+def load_baseline_script(name: str) -> Any:
+    """``baselines/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "baselines" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"baselines_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -136,7 +136,7 @@ def integrate_with(
     params: AlievPanfilovParams,
     stimulus_current: jax.Array,
     n_steps: int,
-    potential_noise: Callable[[jax.Array], jax.Array],
+    potential_noise: Callable[[jax.Array], jax.Array] | jax.Array,
     dt: float = DT,
     unroll: int | bool = 1,
 ) -> tuple[AlievPanfilovState, jax.Array]:
@@ -146,13 +146,26 @@ def integrate_with(
     ``potential_noise(i) == noise[i]``; drawing the noise inside the loop lets
     XLA fuse it with the step instead of materialising the noise vector first.
     ``unroll`` steps run per loop iteration. Returns ``(final, u after every step)``.
+
+    ``potential_noise`` may instead be the noise itself, an array of shape
+    ``(n_steps,)``, scanned as the loop's input (the same arithmetic): under
+    ``vmap`` each step then reads one contiguous row of the batch instead of
+    a strided column of a patient-major ``(batch, n_steps)`` array.
     """
     dt = jnp.asarray(dt, jnp.float32)  # as rk4_solve: dt/6 etc. rounded in float32
     t = jnp.zeros((), jnp.float32)
+    if callable(potential_noise):
+        noise_of, inputs = potential_noise, jnp.arange(n_steps)
+    else:
+        if jnp.shape(potential_noise) != (n_steps,):
+            raise ValueError(
+                f"potential_noise of shape {jnp.shape(potential_noise)}; expected ({n_steps},)"
+            )
+        noise_of, inputs = (lambda noise: noise), potential_noise
 
-    def body(y: AlievPanfilovState, i: jax.Array) -> tuple[AlievPanfilovState, jax.Array]:
+    def body(y: AlievPanfilovState, step_input: jax.Array) -> tuple[AlievPanfilovState, jax.Array]:
         y = clamp(rk4_step(vector_field, t, y, dt, (params, stimulus_current)))
-        y = y.replace(u=y.u + potential_noise(i))
+        y = y.replace(u=y.u + noise_of(step_input))
         return y, y.u
 
-    return jax.lax.scan(body, state, jnp.arange(n_steps), unroll=unroll)
+    return jax.lax.scan(body, state, inputs, unroll=unroll)

@@ -125,7 +125,7 @@ def integrate_with(
     params: FitzHughNagumoParams,
     stimulus_current: jax.Array,
     n_steps: int,
-    voltage_noise: Callable[[jax.Array], jax.Array],
+    voltage_noise: Callable[[jax.Array], jax.Array] | jax.Array,
     dt: float = DT,
     unroll: int | bool = True,
 ) -> FitzHughNagumoState:
@@ -135,12 +135,34 @@ def integrate_with(
     ``voltage_noise(i) == noise[i]``. Computing the noise inside the loop lets
     XLA fuse its generation with the RK4 stages instead of materialising the
     whole noise vector first; ``unroll`` substeps run per loop iteration.
+
+    ``voltage_noise`` may instead be the noise itself, an array of shape
+    ``(n_steps,)``: it is then the loop's scanned input, one entry per step
+    (the same arithmetic). Under ``vmap`` that stores it step-major, so each
+    substep reads one contiguous row of the batch; indexing ``noise[i]`` from
+    a function reads a strided column of a patient-major ``(batch, n_steps)``
+    array, one cache line per patient per substep.
     """
     dt = jnp.asarray(dt, jnp.float32)  # as rk4_solve: dt/6 etc. rounded in float32
     t = jnp.zeros((), jnp.float32)
 
+    def rk4(y: FitzHughNagumoState) -> FitzHughNagumoState:
+        return rk4_step(vector_field, t, y, dt, (params, stimulus_current))
+
+    if not callable(voltage_noise):
+        if jnp.shape(voltage_noise) != (n_steps,):
+            raise ValueError(
+                f"voltage_noise of shape {jnp.shape(voltage_noise)}; expected ({n_steps},)"
+            )
+
+        def scanned(y: FitzHughNagumoState, noise: jax.Array) -> tuple:
+            y = rk4(y)
+            return y.replace(v=y.v + noise), None
+
+        return jax.lax.scan(scanned, state, voltage_noise, unroll=unroll)[0]
+
     def body(i: jax.Array, y: FitzHughNagumoState) -> FitzHughNagumoState:
-        y = rk4_step(vector_field, t, y, dt, (params, stimulus_current))
+        y = rk4(y)
         return y.replace(v=y.v + voltage_noise(i))
 
     return jax.lax.fori_loop(0, n_steps, body, state, unroll=unroll)

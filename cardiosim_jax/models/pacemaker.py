@@ -2,7 +2,7 @@
 
 An event-driven model: within one call of :func:`advance` the next event (of
 three kinds) is found, the clocks jump to it, and it is processed, for at most
-``max_events`` events (a short ``lax.fori_loop``). The events:
+``max_events`` events (a short ``lax.scan``). The events:
 
 * **P wave** (sinus depolarisation of the atria). The next P-P interval is
 
@@ -320,8 +320,9 @@ def advance(
     )
     retro_draws = prng.uniform(key_retro, (max_events,))
 
-    def body(i, carry):
+    def body(carry, draws):
         st, now, counts = carry
+        block_draw, jitter, pulse_threshold, retro_draw = draws
         to_escape = escape_ms - st.since_timer_ms
         to_pace = jnp.minimum(to_escape, st.to_tracked_pace_ms)
         to_next = jnp.maximum(
@@ -344,10 +345,8 @@ def advance(
         # P wave: conduct (or block), track, and schedule the next one.
         # A P wave soon after a ventricular depolarisation finds the AV node refractory
         # (concealed retrograde penetration after a pace, or the last antegrade beat).
-        conducts = (block_draws[i] >= params.av_block_prob) & (since_beat > AV_NODE_REFRACTORY_MS)
-        next_pp = (
-            base_pp_ms + params.rsa_amplitude_ms * jnp.sin(omega * (clock_ms + now)) + jitters[i]
-        )
+        conducts = (block_draw >= params.av_block_prob) & (since_beat > AV_NODE_REFRACTORY_MS)
+        next_pp = base_pp_ms + params.rsa_amplitude_ms * jnp.sin(omega * (clock_ms + now)) + jitter
         next_pp = jnp.clip(next_pp, MIN_PP_MS, MAX_PP_MS)
         to_p = jnp.where(is_p, next_pp, to_p)
         since_p = jnp.where(is_p, 0.0, since_p)
@@ -357,13 +356,13 @@ def advance(
         excitable = since_beat > params.ventricular_refractory_ms
         sensed = is_conducted & excitable
         delivered = is_pace & (amplitude_v > 0.0)
-        above = amplitude_v > pulse_thresholds[i]
+        above = amplitude_v > pulse_threshold
         captured = delivered & above & excitable
         lost = delivered & ~above & excitable
         beat = sensed | captured
         # Retrograde activation of excitable atria resets the sinus node (overdrive
         # suppression); only in a patient with VA conduction, and not on every beat.
-        conducts_back = retro_draws[i] < params.retrograde_conduction_prob
+        conducts_back = retro_draw < params.retrograde_conduction_prob
         retrograde = captured & conducts_back & (since_p > AV_NODE_REFRACTORY_MS)
         to_p = jnp.where(retrograde, params.retrograde_va_ms + next_pp, to_p)
         since_p = jnp.where(retrograde, -params.retrograde_va_ms, since_p)
@@ -393,10 +392,14 @@ def advance(
             pause_ms=counts.pause_ms + pause,
             longest_interval_ms=jnp.maximum(counts.longest_interval_ms, since_beat),
         )
-        return st, now, counts
+        return (st, now, counts), None
 
-    st, now, counts = jax.lax.fori_loop(
-        0, max_events, body, (state, jnp.zeros((), jnp.float32), zero_counts())
+    # The per-event draws are the loop's scanned input: under vmap each event reads one
+    # contiguous row of the batch, not a strided column of a patient-major array.
+    (st, now, counts), _ = jax.lax.scan(
+        body,
+        (state, jnp.zeros((), jnp.float32), zero_counts()),
+        (block_draws, jitters, pulse_thresholds, retro_draws),
     )
     # Run the clocks on to the end of the interval (events left over fire next call).
     rest = duration_ms - now

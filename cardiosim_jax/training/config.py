@@ -1,4 +1,4 @@
-"""PPO settings as typed data: :class:`PPOConfig` and the ``paper`` and ``tuned`` presets.
+"""PPO settings as typed data: :class:`PPOConfig` and the presets (paper, tuned, large).
 
 The continuous hyperparameters (learning rate, entropy coefficient, clip range,
 gamma, GAE lambda, ...) are pytree leaves of :class:`PPOConfig`; shapes (number
@@ -310,17 +310,55 @@ _TUNED_COMMON = dict(
     max_grad_norm=0.5,
     init_log_std=-0.5,
 )
-PRESETS = ("paper", "tuned")
+PRESETS = ("paper", "tuned", "large")
+
+#: The ``large`` preset's defaults: environments in parallel (4,096 or more suits a
+#: GPU), steps per rollout, and minibatches per epoch (the ``tuned`` preset's 8).
+LARGE_NUM_ENVS = 1024
+LARGE_NUM_STEPS = 32
+LARGE_MINIBATCHES = 8
+
+#: Settings that shape a rollout; ``large`` derives the rest of its shape from them.
+_SHAPE_FIELDS = ("num_envs", "num_steps", "minibatch_size", "total_timesteps")
+
+
+def _large_settings(tuned: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``tuned`` scaled to a large batch: its number of updates, epochs and minibatches.
+
+    ``num_envs`` (default :data:`LARGE_NUM_ENVS`) x ``num_steps`` (default
+    :data:`LARGE_NUM_STEPS`) transitions per update, :data:`LARGE_MINIBATCHES`
+    minibatches per epoch, and a budget of as many updates as ``tuned`` makes,
+    so each gradient step sees a larger, less noisy minibatch and the schedule
+    (learning-rate annealing included) is ``tuned``'s. ``minibatch_size`` and
+    ``total_timesteps`` follow ``num_envs`` and ``num_steps`` unless overridden.
+    """
+    tuned_updates = max(1, tuned["total_timesteps"] // (tuned["num_envs"] * tuned["num_steps"]))
+    num_envs = overrides.get("num_envs", LARGE_NUM_ENVS)
+    num_steps = overrides.get("num_steps", LARGE_NUM_STEPS)
+    settings = dict(tuned, num_envs=num_envs, num_steps=num_steps)
+    if _is_int(num_envs) and _is_int(num_steps) and num_envs > 0 and num_steps > 0:
+        # (else validate() names the bad value)
+        batch = num_envs * num_steps
+        # The largest divisor of the batch giving at least LARGE_MINIBATCHES minibatches.
+        minibatch = max(1, batch // LARGE_MINIBATCHES)
+        while batch % minibatch:
+            minibatch -= 1
+        settings["minibatch_size"] = minibatch
+        settings["total_timesteps"] = tuned_updates * batch
+    return settings
 
 
 def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: Any) -> PPOConfig:
-    """The ``paper`` or ``tuned`` configuration for a registered environment.
+    """The ``paper``, ``tuned`` or ``large`` configuration for a registered environment.
 
     Each environment's settings come from its package's registration
     (:class:`cardiosim_jax.registration.EnvSpec`): ``paper`` is ``ppo_paper``
     (the paper's Table 1, v0 environments only); ``tuned`` is the common
     settings updated by ``ppo_tuned`` (the common settings alone without one),
-    then by ``ppo_tuned_tiers`` for the tier.
+    then by ``ppo_tuned_tiers`` for the tier. ``large`` is ``tuned`` scaled
+    to ``num_envs`` (default 1,024) x ``num_steps`` (default 32) per rollout,
+    with ``tuned``'s number of updates and 8 minibatches per epoch
+    (:func:`_large_settings`): the batch size for a GPU (``num_envs=4096``).
     ``difficulty`` (default: the paper's tier, else ``"medium"``) and
     ``overrides`` (any :class:`PPOConfig` field) replace the preset's values.
     Raises ``ValueError`` for an unknown preset, an unregistered id, or
@@ -343,15 +381,17 @@ def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: A
                 f"use the tuned preset for {env_id}"
             )
         settings = dict(paper)
-    elif name == "tuned":
+    elif name in ("tuned", "large"):
         default_tier = (paper or {}).get("difficulty", "medium")
         settings = {"difficulty": default_tier, **_TUNED_COMMON, **spec.ppo_tuned}
     else:
         raise ValueError(f"unknown preset {name!r}; accepted: {list(PRESETS)}")
     if difficulty is not None:
         settings["difficulty"] = difficulty
-    if name == "tuned":
+    if name != "paper":
         settings.update(spec.ppo_tuned_tiers.get(settings["difficulty"], {}))
+    if name == "large":
+        settings = _large_settings(settings, overrides)
     settings.update(overrides)
     config = PPOConfig(env_id=env_id, **settings)
     config.validate()

@@ -52,6 +52,7 @@ from cardiosim_jax import sharding
 from cardiosim_jax.envs.base import population_axis
 from cardiosim_jax.training.config import (
     ACTIVATIONS,
+    LARGE_NUM_ENVS,
     PRESETS,
     PPOConfig,
     preset,
@@ -87,6 +88,7 @@ from cardiosim_jax.training.normalization import (
 __all__ = [
     # config
     "ACTIVATIONS",
+    "LARGE_NUM_ENVS",
     "PRESETS",
     "PPOConfig",
     "preset",

@@ -252,3 +252,28 @@ def test_integrate_with_noise_function_equals_integrate():
         )(state)
         np.testing.assert_allclose(np.asarray(got_u), np.asarray(expected_u), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(float(got.v), float(expected.v), rtol=1e-6)
+
+
+def test_integrate_with_noise_array_is_the_noise_function_bit_for_bit():
+    """The scanned-noise form the defibrillation env uses: same arithmetic and history."""
+    params = ap.AlievPanfilovParams()
+    keys = jax.random.split(jax.random.PRNGKey(2), 64)
+    states = ap.AlievPanfilovState(
+        u=jnp.linspace(0.0, 1.0, 64, dtype=jnp.float32), v=jnp.linspace(0.0, 3.0, 64)
+    )
+    noises = 0.02 * jax.vmap(lambda k: jax.random.normal(k, (20,)))(keys)
+
+    def by_function(s, noise):
+        return ap.integrate_with(s, params, 0.1, 20, lambda i: noise[i])
+
+    def by_array(s, noise):
+        return ap.integrate_with(s, params, 0.1, 20, noise)
+
+    expected = jax.jit(jax.vmap(by_function))(states, noises)
+    got = jax.jit(jax.vmap(by_array))(states, noises)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match=r"\(20,\)"):
+        ap.integrate_with(states, params, 0.1, 20, jnp.zeros((20, 2)))

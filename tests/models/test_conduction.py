@@ -426,3 +426,28 @@ def test_advance_push_rr_refresh_equals_step_bit_for_bit():
         jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("n_records", [1, 10, 15])
+def test_push_rrs_equals_sequential_push_rr_bit_for_bit(n_records):
+    """The pacing env's one-pass ring update: any pattern of records, overflow included."""
+    rng = np.random.default_rng(n_records)
+    batch = 512
+    # Every record count from none to all, and a partly filled ring.
+    records = jnp.asarray(rng.random((batch, n_records)) < rng.random((batch, 1)))
+    records = records.at[0].set(False).at[1].set(True)
+    rrs = jnp.asarray(rng.uniform(1.0, 3000.0, (batch, n_records)), jnp.float32)
+    rings = jnp.asarray(rng.uniform(1.0, 3000.0, (batch, cd.RR_BUFFER)), jnp.float32)
+    states = jax.vmap(lambda ring: cd.initial_state(60.0).replace(rr_intervals_ms=ring))(rings)
+
+    def sequential(state, recorded, rr):
+        for i in range(n_records):
+            state = cd.push_rr(state, recorded[i], rr[i])
+        return state
+
+    expected = jax.jit(jax.vmap(sequential))(states, records, rrs)
+    got = jax.jit(jax.vmap(cd.push_rrs))(states, records, rrs)
+    np.testing.assert_array_equal(np.asarray(got.rr_intervals_ms), expected.rr_intervals_ms)
+    counts = np.asarray(records).sum(axis=1)
+    assert {0, n_records} <= set(counts.tolist())  # nothing recorded, and everything
+    assert not np.array_equal(np.asarray(got.rr_intervals_ms), np.asarray(rings))

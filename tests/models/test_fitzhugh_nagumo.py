@@ -211,3 +211,26 @@ def test_integrate_with_noise_function_equals_integrate():
         # The same arithmetic; an FMA may be contracted differently (last bit).
         np.testing.assert_allclose(float(got.v), float(expected.v), rtol=1e-6)
         np.testing.assert_allclose(float(got.w), float(expected.w), rtol=1e-6)
+
+
+def test_integrate_with_noise_array_is_the_noise_function_bit_for_bit():
+    """The scanned-noise form the dosing env uses: same arithmetic, one row per substep."""
+    params = fhn.FitzHughNagumoParams()
+    keys = jax.random.split(jax.random.PRNGKey(1), 64)
+    states = fhn.FitzHughNagumoState(
+        v=jnp.linspace(-1.5, 1.5, 64, dtype=jnp.float32), w=jnp.full(64, -0.5, jnp.float32)
+    )
+    noises = 0.03 * jax.vmap(lambda k: jax.random.normal(k, (20,)))(keys)
+
+    def by_function(s, noise):
+        return fhn.integrate_with(s, params, 0.8, 20, lambda i: noise[i], unroll=1)
+
+    def by_array(s, noise):
+        return fhn.integrate_with(s, params, 0.8, 20, noise, unroll=1)
+
+    expected = jax.jit(jax.vmap(by_function))(states, noises)
+    got = jax.jit(jax.vmap(by_array))(states, noises)
+    np.testing.assert_array_equal(np.asarray(got.v), np.asarray(expected.v))
+    np.testing.assert_array_equal(np.asarray(got.w), np.asarray(expected.w))
+    with pytest.raises(ValueError, match=r"\(20,\)"):
+        fhn.integrate_with(states, params, 0.8, 20, jnp.zeros(19))

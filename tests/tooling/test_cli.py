@@ -169,40 +169,78 @@ def test_evaluate_heuristic_on_each_env(env_id, capsys):
 # --------------------------------------------------------------------------- sweep
 
 
-def test_sweep_writes_json_markdown_and_heatmap(tmp_path, capsys):
+def test_sweep_writes_json_markdown_heatmap_and_the_best_checkpoint(tmp_path, capsys):
     out_dir = tmp_path / "sweep"
-    argv = ["sweep", "--env", DOSING, "--lr", "1e-4,1e-3", "--ent-coef", "0,0.01"]
-    argv += ["--seeds", "2", "--timesteps", "8192", "--episodes", "5", "--out", str(out_dir)]
+    # --lr is shorthand for --set learning_rate=...; --set takes any PPOConfig leaf.
+    argv = ["sweep", "--env", DOSING, "--lr", "1e-4,1e-3", "--set", "gamma=0.9,0.99"]
+    argv += ["--num-envs", "8", "--num-steps", "64", "--minibatch-size", "128"]
+    argv += ["--seeds", "2", "--timesteps", "1024", "--episodes", "5", "--out", str(out_dir)]
     assert cli.main(argv) == 0
     stdout = capsys.readouterr().out
 
     sweep = json.loads((out_dir / "sweep.json").read_text())
-    assert sweep["config"]["total_timesteps"] == 8192
-    assert sweep["config"]["env_id"] == DOSING
+    config = sweep["config"]
+    assert (config["num_envs"], config["num_steps"], config["minibatch_size"]) == (8, 64, 128)
+    assert config["total_timesteps"] == 1024 and config["env_id"] == DOSING
+    assert sweep["grid"] == {"learning_rate": [1e-4, 1e-3], "gamma": [0.9, 0.99]}
     rows = sweep["results"]
-    assert [(r["learning_rate"], r["ent_coef"]) for r in rows] == [
-        (1e-4, 0.0),
-        (1e-4, 0.01),
-        (1e-3, 0.0),
-        (1e-3, 0.01),
+    assert [(r["learning_rate"], r["gamma"]) for r in rows] == [
+        (1e-4, 0.9),
+        (1e-4, 0.99),
+        (1e-3, 0.9),
+        (1e-3, 0.99),
     ]
     for row in rows:
         assert row["n_seeds"] == 2 and len(row["seed_means"]) == 2
         check_summary(row, 2 * 5)
         # Two seeds: the CI over seeds spans exactly the two seed means.
         assert row["ci95"] == pytest.approx(sorted(row["seed_means"]))
-    # Each grid point trained with its own learning rate (same seeds, other results).
+    # Each grid point trained with its own hyperparameters (same seeds, other results).
     assert rows[0]["seed_means"] != rows[2]["seed_means"]
-    assert rows[1]["seed_means"] != rows[3]["seed_means"]
+    assert rows[0]["seed_means"] != rows[1]["seed_means"]
+
+    best = int(np.argmax([r["mean"] for r in rows]))
+    assert sweep["best"]["index"] == best
+    assert sweep["best"]["config"]["gamma"] == pytest.approx(rows[best]["gamma"])
+    # The best setting's seeds are saved as a checkpoint that evaluate accepts, with its
+    # hyperparameters, and that plays as the sweep evaluated it (same keys as train's).
+    policies, saved, n_seeds = checkpoint.load_seeds(out_dir / "best", DOSING)
+    assert n_seeds == 2
+    assert saved.learning_rate == pytest.approx(rows[best]["learning_rate"])
+    assert saved.gamma == pytest.approx(rows[best]["gamma"])
+    replay = experiments.evaluate_policies(policies, *_dosing(), 2, 5, 0)
+    assert replay["seed_means"] == pytest.approx(rows[best]["seed_means"], rel=1e-6)
 
     table = (out_dir / "sweep.md").read_text()
     assert stdout == table + "\n"  # printed as written
+    assert "| learning_rate | gamma | mean | IQM |" in table
     table_rows = [line for line in table.splitlines() if line.startswith("| 0.00")]
     assert len(table_rows) == 4
-    assert table_rows[0].startswith("| 0.0001 | 0 |")
-    assert table_rows[3].startswith("| 0.001 | 0.01 |")
+    assert table_rows[0].startswith("| 0.0001 | 0.9 |")
+    assert table_rows[3].startswith("| 0.001 | 0.99 |")
+    assert [line.endswith("| best |") for line in table_rows] == [i == best for i in range(4)]
     png = (out_dir / "sweep_heatmap.png").read_bytes()
     assert png.startswith(PNG_MAGIC)
+
+
+def _dosing():
+    import cardiosim_jax
+
+    return cardiosim_jax.make(DOSING, "medium")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_rollout_shape_options_reach_the_config(command):
+    """--num-envs, --num-steps and --minibatch-size replace the preset's (large: rescaled)."""
+    argv = [command, "--env", DOSING, "--preset", "large", "--out", "x", "--num-envs", "4096"]
+    if command == "sweep":
+        argv += ["--lr", "1e-3"]
+    config = cli._config_from_args(cli.build_parser().parse_args(argv))
+    assert config == ppo.preset("large", DOSING, num_envs=4096)
+    assert (config.num_envs, config.minibatch_size) == (4096, 4096 * 32 // 8)
+    argv += ["--num-steps", "16", "--minibatch-size", "1024"]
+    config = cli._config_from_args(cli.build_parser().parse_args(argv))
+    assert (config.num_envs, config.num_steps, config.minibatch_size) == (4096, 16, 1024)
 
 
 # --------------------------------------------------------------------------- table2

@@ -67,6 +67,24 @@ TRAIN = ["train", "--env", DOSING, "--out"]
         (["sweep", "--env", DOSING, "--lr", "1e-3,-1", "--out", "x"], r"> 0, got -1.0$"),
         (["sweep", "--env", DOSING, "--lr", "1e-3", "--ent-coef", "-0.1", "--out", "x"], r">= 0"),
         (["sweep", "--env", DOSING, "--lr", "1e-3", "--seeds", "0", "--out", "x"], r"got 0$"),
+        (["sweep", "--env", DOSING, "--set", "gamma", "--out", "x"], r"V1,V2,..., got .gamma.$"),
+        (
+            ["sweep", "--env", DOSING, "--set", "lr=1e-3", "--out", "x"],
+            r"--set: unknown hyperparameter 'lr'; accepted: learning_rate, ent_coef, ",
+        ),
+        (
+            ["sweep", "--env", DOSING, "--set", "num_envs=8,16", "--out", "x"],
+            r"unknown hyperparameter 'num_envs'",
+        ),
+        (["sweep", "--env", DOSING, "--set", "gamma=", "--out", "x"], r"gamma: expected .*''$"),
+        (["sweep", "--env", DOSING, "--set", "gamma=0.9,x", "--out", "x"], r"got '0.9,x'$"),
+        (["sweep", "--env", DOSING, "--lr", "1e-3", "--chunk-size", "0", "--out", "x"], r"got 0$"),
+        (
+            ["sweep", "--env", DOSING, "--lr", "1e-3", "--memory-budget-gib", "-1", "--out", "x"],
+            r"--memory-budget-gib: expected a finite number > 0, got -1$",
+        ),
+        (["train", "--env", DOSING, "--num-envs", "0", "--out", "x"], r"--num-envs: .*got 0$"),
+        (["train", "--env", DOSING, "--num-steps", "x", "--out", "x"], r"got 'x'$"),
         (["plot", "--env", DOSING, "--patients", "0", "--out", "x.png"], r"--patients: .*got 0$"),
         (["table2", "--seeds", "0"], r"--seeds: .*got 0$"),
         (["table2", "--episodes", "0"], r"--episodes: .*got 0$"),
@@ -155,3 +173,28 @@ def test_as_a_process_the_cli_exits_non_zero_without_a_traceback(
     assert result.returncode == status
     assert "Traceback" not in result.stderr
     assert last_line in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "sweep: nothing to sweep; give --set LEAF=V1,V2 (or --lr, --ent-coef)"),
+        (
+            ["--set", "gamma=0.9,1.5"],
+            "cardiosim-jax sweep: error: gamma must be in [0, 1], got 1.5 (entry 1 of 2)",
+        ),
+        (
+            ["--lr", "1e-3", "--set", "learning_rate=1e-4"],
+            "learning_rate is given twice (--set learning_rate=... and its shorthand?)",
+        ),
+        (
+            ["--lr", "1e-3", "--num-envs", "3", "--minibatch-size", "1000"],
+            "cardiosim-jax sweep: error: num_envs x num_steps (384) must be a multiple of "
+            "minibatch_size (1000)",
+        ),
+    ],
+)
+def test_a_sweep_grid_is_checked_before_out_is_touched(tmp_path, extra, message, capsys):
+    out = tmp_path / "sweep"
+    assert fails(["sweep", "--env", DOSING, "--out", str(out), *extra], capsys) == message
+    assert not out.exists()

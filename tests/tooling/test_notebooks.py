@@ -9,15 +9,17 @@ results as JSON, and the assertions read them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAMES = ("quickstart", "patient_population")
+NAMES = ("quickstart", "patient_population", "device_scale_training")
 COLAB_BADGE = re.compile(
     r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]"
     r"\(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/"
@@ -46,6 +48,28 @@ PROBES = {
         "nominal_return": "nominal_return",
         "in_window": "in_window.tolist()",
         "tier_returns_shape": "list(tier_returns.shape)",
+    },
+    "device_scale_training": {
+        "quick": "QUICK",
+        "prefix": "sys.prefix",
+        "backend": "BACKEND",
+        "n_devices": "len(jax.devices())",
+        "n_seeds": "N_SEEDS",
+        "shape": "{k: getattr(config, k) for k in "
+        "('num_envs', 'num_steps', 'batch_size', 'minibatch_size', 'num_updates', "
+        "'total_timesteps')}",
+        "curve": "returns.tolist()",
+        "timesteps": "timesteps.tolist()",
+        "env_steps": "env_steps",
+        "steps_per_second": "steps_per_second",
+        "grid": "SWEEP_GRID",
+        "sweep_seeds": "SWEEP_SEEDS",
+        "rows": "[{k: r[k] for k in (*SWEEP_GRID, 'mean', 'iqm', 'ci95', 'n_seeds', "
+        "'n_episodes')} for r in sweep.rows]",
+        "table": "table",
+        "best_index": "best_index",
+        "best_values": "best_values",
+        "best_config": "[best_config.learning_rate, best_config.gamma]",
     },
 }
 
@@ -218,3 +242,67 @@ def test_population_outcomes_depend_on_the_patient(executed):
     assert sum(fast) / len(fast) < sum(typical) / len(typical) - 100
     assert all(0.0 <= f <= 1.0 for f in in_window)
     assert probe["tier_returns_shape"][0] == 3
+
+
+def test_device_scale_training_trains_eight_seeds_and_sweeps_a_grid(executed):
+    nb, probe = executed("device_scale_training")
+    out = stdout(nb)
+    assert f"backend: {probe['backend']}" in out
+    assert len(re.findall(r"^  \d+: .+ \(\w+\)$", out, re.M)) == probe["n_devices"] >= 1
+
+    # QUICK: the large preset's shape at 16 environments (minibatch = batch / 8).
+    shape = probe["shape"]
+    assert shape["num_envs"] == 16 and shape["num_steps"] == 32
+    assert shape["batch_size"] == 512 and shape["minibatch_size"] == 512 // 8
+    assert shape["num_updates"] == 40 and shape["total_timesteps"] == 40 * 512
+    assert f"num_envs          {16:>12,}" in out
+
+    # Eight seeds, one curve each; throughput from the timed run (compilation excluded).
+    n_seeds, updates = probe["n_seeds"], shape["num_updates"]
+    assert n_seeds == 8
+    curve = np.asarray(probe["curve"], dtype=np.float64)
+    assert curve.shape == (n_seeds, updates)
+    timesteps = probe["timesteps"]
+    assert timesteps == [512 * (u + 1) for u in range(updates)]
+    assert probe["env_steps"] == n_seeds * updates * 512
+    assert math.isfinite(probe["steps_per_second"]) and probe["steps_per_second"] > 0
+    match = re.search(r"throughput: ([\d,]+) environment steps/s \(compilation excluded\)", out)
+    assert match and int(match.group(1).replace(",", "")) == round(probe["steps_per_second"])
+
+    # The plotted line (mean over the seeds that have a return) rises.
+    reported = curve[:, ~np.all(np.isnan(curve), axis=0)]
+    line = np.array([np.mean(col[~np.isnan(col)]) for col in reported.T])
+    assert line[-1] > line[0] + 50, f"the training return should rise: {line[0]} -> {line[-1]}"
+    assert np.sum(curve[:, -1] > reported[:, 0]) >= 6  # most seeds, not one lucky seed
+
+    # The sweep: one row per setting of the grid, first leaf major, evaluated over its seeds.
+    grid, rows = probe["grid"], probe["rows"]
+    assert list(grid) == ["learning_rate", "gamma"]
+    settings = [(lr, gamma) for lr in grid["learning_rate"] for gamma in grid["gamma"]]
+    assert len(rows) == len(settings) == 4
+    assert [(r["learning_rate"], r["gamma"]) for r in rows] == settings
+    for row in rows:
+        assert row["n_seeds"] == probe["sweep_seeds"] == 2
+        assert math.isfinite(row["mean"]) and row["ci95"][0] <= row["mean"] <= row["ci95"][1]
+    means = [r["mean"] for r in rows]
+    assert probe["best_index"] == means.index(max(means))
+    best = rows[probe["best_index"]]
+    assert probe["best_values"] == {"learning_rate": best["learning_rate"], "gamma": best["gamma"]}
+    assert probe["best_config"] == [best["learning_rate"], best["gamma"]]
+
+    # The printed table: one line per setting, the best one marked.
+    table = probe["table"]
+    assert table in out
+    lines = [line for line in table.splitlines() if re.match(r"\| [\d.e-]+ \| ", line)]
+    assert len(lines) == len(settings)
+    (marked,) = [line for line in lines if line.rstrip().endswith("| best |")]
+    assert marked == lines[probe["best_index"]]
+
+    # Two figures (learning curve, heatmap), each drawn once.
+    assert len(figure_cells(nb)) == 2
+
+
+def test_device_scale_training_uses_4096_envs_on_an_accelerator_at_full_budget():
+    source = "\n".join(cell.source for cell in load("device_scale_training").cells)
+    assert 'NUM_ENVS = 1024 if BACKEND == "cpu" else 4096' in source
+    assert 'ppo.preset("large", ENV_ID, num_envs=NUM_ENVS)' in source

@@ -6,6 +6,8 @@ lines (no ``gid``) by their x/y data, so each check names what it draws.
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: tests draw off-screen
@@ -14,6 +16,7 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import load_baseline_script  # noqa: E402
 
 import cardiosim_jax  # noqa: E402
 from cardiosim_jax import agents, plotting  # noqa: E402
@@ -309,3 +312,101 @@ def test_learning_curves_line_per_label_and_reference_lines():
     fig2, (left, _) = plt.subplots(1, 2)
     assert plotting.plot_learning_curves(curves, timesteps, ax=left) is fig2
     assert len(data_lines(left)) == 2
+
+
+def curve_with_unreported_updates():
+    """Three seeds over six updates; no seed has finished an episode in the first two."""
+    returns = np.array(
+        [
+            [np.nan, np.nan, np.nan, 3.0, 4.0, 5.0],
+            [np.nan, np.nan, 1.0, 2.0, 6.0, 8.0],
+            [np.nan, np.nan, np.nan, np.nan, 5.0, 5.0],
+        ]
+    )
+    return np.arange(1, 7) * 100.0, returns
+
+
+def test_updates_with_returns_drops_only_updates_where_no_seed_reported():
+    timesteps, returns = curve_with_unreported_updates()
+    steps, kept = plotting.updates_with_returns(timesteps, returns)
+    np.testing.assert_array_equal(steps, [300.0, 400.0, 500.0, 600.0])
+    np.testing.assert_array_equal(kept, returns[:, 2:])
+    steps, kept = plotting.updates_with_returns(timesteps[:2], returns[0, :2])  # one seed
+    assert steps.shape == (0,) and kept.shape == (1, 0)
+    with pytest.raises(ValueError, match="6 updates but timesteps 5"):
+        plotting.updates_with_returns(timesteps[:5], returns)
+
+
+def test_learning_curves_leave_out_updates_before_any_seed_finished_an_episode():
+    timesteps, returns = curve_with_unreported_updates()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Mean of empty slice", "All-NaN slice encountered"
+        fig = plotting.plot_learning_curves(
+            {"PPO": returns, "never finished": np.full(6, np.nan)}, timesteps
+        )
+        fig.canvas.draw()
+    (ax,) = fig.axes
+    line, never = data_lines(ax)
+    np.testing.assert_array_equal(line.get_xdata(), [300.0, 400.0, 500.0, 600.0])
+    np.testing.assert_allclose(line.get_ydata(), [1.0, 2.5, 5.0, 6.0])  # mean of seeds reported
+    assert len(never.get_xdata()) == 0
+    (band, *_) = ax.collections
+    (path,) = band.get_paths()
+    xs = path.vertices[:, 0]
+    assert xs.min() == 300.0 and xs.max() == 600.0
+    ys = path.vertices[:, 1]
+    assert np.all(np.isfinite(ys)) and ys.min() == 1.0 and ys.max() == 8.0  # seed min/max
+
+
+def test_v1_learning_curves_leave_out_updates_before_any_seed_finished_an_episode(tmp_path):
+    v1 = load_baseline_script("v1")
+    timesteps, returns = curve_with_unreported_updates()
+    curve = {"timesteps": timesteps.tolist(), "episode_return": returns.tolist()}
+    results = {
+        "cells": {
+            "PacingControl-v0/medium": {"ppo_curve": curve, "heuristic": {"mean": 4.0}},
+            "PacingControl-v0/hard": {"heuristic": {"mean": 3.0}},  # no PPO curve: not drawn
+        }
+    }
+    drawn = []
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+        warnings.simplefilter("error")
+        patch.setattr(plt.Figure, "savefig", lambda fig, path, **_: drawn.append(fig))
+        v1.plot_curves(results, tmp_path / "curves.png")
+    (fig,) = drawn
+    easy, medium, hard = fig.axes
+    assert not easy.get_visible() and medium.get_visible() and not hard.get_visible()
+    (median,) = [line for line in medium.lines if line.get_label().startswith("PPO")]
+    np.testing.assert_array_equal(median.get_xdata(), [300.0, 400.0, 500.0, 600.0])
+    np.testing.assert_allclose(median.get_ydata(), [1.0, 2.5, 5.0, 5.0])  # median of seeds
+    assert medium.get_legend() is not None  # on the first panel drawn, not the hidden one
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        # One leaf: one column, a value per row.
+        ({"gamma": [0.9, 0.99]}, [[1.0], [2.0]]),
+        # Two leaves: first leaf down, second across.
+        ({"learning_rate": [1e-4, 1e-3], "gamma": [0.9, 0.99]}, [[1.0, 2.0], [3.0, 4.0]]),
+        # Three: the best over the third leaf in each cell.
+        (
+            {"learning_rate": [1e-4, 1e-3], "gamma": [0.9, 0.99], "clip_eps": [0.1, 0.2]},
+            [[2.0, 4.0], [6.0, 8.0]],
+        ),
+    ],
+)
+def test_sweep_heatmap_lays_the_grid_out_first_leaf_down(grid, expected):
+    n = int(np.prod([len(v) for v in grid.values()]))
+    rows = [{"mean": float(i + 1), "iqm": -float(i + 1)} for i in range(n)]
+    fig = plotting.plot_sweep_heatmap(rows, grid, title="t")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+    names = list(grid)
+    assert ax.get_ylabel() == names[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{v:g}" for v in grid[names[0]]]
+    assert ax.get_xlabel() == (names[1] if len(names) > 1 else "")
+    assert ("best over clip_eps" in ax.get_title()) == (len(names) == 3)
+    # The IQM instead of the mean on request.
+    iqm = plotting.plot_sweep_heatmap(rows, grid, metric="iqm").axes[0].images[0].get_array()
+    assert np.max(iqm) < 0

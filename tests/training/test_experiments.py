@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import load_baseline_script
 from scipy import stats
 
 import cardiosim_jax
@@ -185,3 +186,106 @@ def test_paper_protocol_keeps_params_where_nothing_carries_over(env_id):
     )
     expected = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (3, *np.shape(x))), env_params)
     chex.assert_trees_all_equal(drifted, expected)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+#: A tiny trainer: 2 updates of 4 envs x 8 steps.
+SWEEP_BASE = dict(num_envs=4, num_steps=8, minibatch_size=16, update_epochs=1, total_timesteps=64)
+SWEEP_GRID = {"learning_rate": [1e-3, 3e-3, 1e-2]}
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    base = ppo.preset("tuned", ENV_ID, TIER, hidden_sizes=(8,), **SWEEP_BASE)
+    logged: list[str] = []
+    args = (base, SWEEP_GRID, SEEDS, EPISODES, SEED)
+    # Chunks of 2: the third setting runs in a padded chunk of the same program.
+    padded = experiments.run_sweep(*args, log=logged.append, chunk_size=2)
+    # A 1-byte budget: the whole grid does not fit, one setting per call.
+    budgeted = experiments.run_sweep(*args, log=logged.append, memory_budget_bytes=1)
+    return base, padded, budgeted, logged
+
+
+def test_a_chunked_sweep_matches_each_setting_trained_on_its_own(sweeps):
+    base, padded, budgeted, logged = sweeps
+    assert (padded.chunk_size, budgeted.chunk_size) == (2, 1)
+    assert sum("chunk" in line for line in logged) == 2 + 3
+    assert any("exceeds the budget of 0 MiB; 1 settings per call" in line for line in logged)
+    chex.assert_tree_shape_prefix(padded.policy, (3, SEEDS))
+    # The padded copy is dropped; chunking changes no setting's training.
+    chex.assert_trees_all_close(padded.policy, budgeted.policy, rtol=1e-5, atol=1e-6)
+    for i, lr in enumerate(SWEEP_GRID["learning_rate"]):
+        assert padded.rows[i]["learning_rate"] == lr
+        assert padded.rows[i]["seed_means"] == pytest.approx(
+            budgeted.rows[i]["seed_means"], rel=1e-5
+        )
+    # The last setting's seeds, trained on their own from the same keys.
+    alone = experiments.train_seeds(
+        base.replace(learning_rate=1e-2), SEEDS, SEED, log=lambda _: None, progress=False
+    )
+    last = jax.tree_util.tree_map(lambda x: x[2], padded.policy)
+    chex.assert_trees_all_close(last.network, alone.policy.network, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(
+        jax.tree_util.tree_leaves(padded.policy.network)[0][0],
+        jax.tree_util.tree_leaves(padded.policy.network)[0][2],
+    )
+
+
+def test_sweep_settings_refuse_what_cannot_vary_in_one_call():
+    base = ppo.preset("tuned", ENV_ID, TIER)
+    settings, stacked = experiments.sweep_settings(
+        base, {"gamma": [0.9, 0.99], "clip_eps": [0.1, 0.2, 0.3]}
+    )
+    assert settings[:2] == [{"gamma": 0.9, "clip_eps": 0.1}, {"gamma": 0.9, "clip_eps": 0.2}]
+    assert len(settings) == 6
+    np.testing.assert_allclose(stacked.clip_eps, [0.1, 0.2, 0.3] * 2)
+    np.testing.assert_allclose(stacked.learning_rate, [base.learning_rate] * 6)
+    with pytest.raises(ValueError, match=r"^cannot sweep 'num_envs': it is static"):
+        experiments.sweep_settings(base, {"num_envs": [8, 16]})
+    with pytest.raises(ValueError, match=r"^cannot sweep 'lr': it is not a PPOConfig field"):
+        experiments.sweep_settings(base, {"lr": [1e-3]})
+    with pytest.raises(ValueError, match=r"^no values given for gamma$"):
+        experiments.sweep_settings(base, {"gamma": []})
+    with pytest.raises(ValueError, match=r"^gae_lambda must be in \[0, 1\], got 2 \(entry 1"):
+        experiments.sweep_settings(base, {"gae_lambda": [0.9, 2.0]})
+    assert set(experiments.SWEEPABLE) == {
+        "learning_rate",
+        "ent_coef",
+        "clip_eps",
+        "gamma",
+        "gae_lambda",
+        "vf_coef",
+        "max_grad_norm",
+        "init_log_std",
+        "reward_scale",
+        "reward_clip",
+        "smoothness_coef",
+    }
+
+
+def test_best_setting_is_the_highest_mean_and_the_table_marks_it():
+    base = ppo.preset("tuned", ENV_ID, TIER)
+    rows = [
+        {"gamma": g, "mean": m, "iqm": m, "ci95": [m - 1, m + 1]}
+        for g, m in [(0.9, 1.0), (0.95, 3.0), (0.99, 3.0)]
+    ]
+    assert experiments.best_setting(rows) == 1  # the first of a tie
+    table = experiments.sweep_markdown(rows, base, "tuned", 2, 5)
+    lines = [line for line in table.splitlines() if line.startswith("| 0.")]
+    assert [line.endswith("| best |") for line in lines] == [False, True, False]
+    assert "| gamma | mean | IQM | 95% CI (over seeds) | |" in table
+
+
+def test_large_preset_validation_calls_only_a_clear_shortfall_a_miss():
+    large = load_baseline_script("large")
+    tuned = {"mean": 10.0, "ci95": [9.0, 11.0], "seed_means": [9.0, 10.0, 11.0, 10.0]}
+    within = {"mean": 9.5, "ci95": [9.0, 10.0], "seed_means": [9.0, 9.5, 10.0, 9.5]}
+    below = {"mean": 5.0, "ci95": [4.5, 5.5], "seed_means": [4.5, 5.0, 5.5, 5.0]}
+    # Under tuned's CI but not significantly (p > 0.05): reached.
+    slight = {"mean": 8.9, "ci95": [7.0, 11.0], "seed_means": [7.0, 8.0, 11.0, 9.6]}
+    assert large.verdict(tuned, within)["reaches"]
+    assert large.verdict(tuned, slight)["reaches"]
+    verdict = large.verdict(tuned, below)
+    assert not verdict["reaches"] and verdict["welch_p"] < 0.05
+    assert verdict["difference"] == -5.0 and verdict["relative_difference"] == -0.5

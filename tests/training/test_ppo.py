@@ -110,7 +110,7 @@ def test_smoothness_is_compiled_in_only_with_a_nonzero_coefficient():
 # Every public name the module had before it was split by concern (issue 13), and where it
 # lives now: ``ppo.X`` and ``from cardiosim_jax.training.ppo import X`` keep working.
 _MOVED = {
-    "config": ["ACTIVATIONS", "PRESETS", "PPOConfig", "preset", "stack_configs"],
+    "config": ["ACTIVATIONS", "LARGE_NUM_ENVS", "PRESETS", "PPOConfig", "preset", "stack_configs"],
     "networks": [
         "ActorCritic",
         "PPOPolicyParams",

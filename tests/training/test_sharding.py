@@ -139,6 +139,35 @@ try:
     ppo.make_train(config.replace_static(shard_envs=True, num_envs=6, minibatch_size=16))
 except ValueError as error:
     errors["make_train"] = str(error)
+
+# Evaluation split over the devices: two PPO seeds (vmapped) and the CLI's --shard.
+from cardiosim_jax.evaluation import evaluate
+
+env, params = cardiosim_jax.make("AntiarrhythmicDosing-v0", "medium")
+evaluations = {
+    shard: evaluate(ppo.ppo_policy, env, params, key, 8, 2, policy, shard=shard)
+    for shard in (False, True)
+}
+out["evaluate"] = {
+    "diff": max_diffs(evaluations[False]["seed_means"], evaluations[True]["seed_means"]),
+    "n_episodes": evaluations[True]["n_episodes"],
+}
+import contextlib
+import io
+
+printed = {}
+for flags in ([], ["--shard"]):
+    buffer = io.StringIO()
+    argv = ["evaluate", "--env", "AntiarrhythmicDosing-v0", "--policy", "heuristic"]
+    with contextlib.redirect_stdout(buffer):
+        cli.main(argv + ["--episodes", "8", "--json"] + flags)
+    printed[bool(flags)] = json.loads(buffer.getvalue())
+out["cli_evaluate"] = {"plain": printed[False], "sharded": printed[True]}
+try:
+    cli.main(["evaluate", "--env", "AntiarrhythmicDosing-v0", "--policy", "heuristic",
+              "--episodes", "6", "--shard"])
+except SystemExit as error:
+    errors["cli_evaluate"] = str(error)
 # The CLI refuses before training: the paper preset has one environment.
 try:
     cli.main(["train", "--env", "AntiarrhythmicDosing-v0", "--shard", "--out", "unused"])
@@ -216,6 +245,16 @@ def test_sharded_ppo_all_reduces_across_devices(multi_device):
     assert multi_device["ppo_all_reduces_shard_False"] == 0
 
 
+def test_sharded_evaluation_matches_unsharded(multi_device):
+    result = multi_device["evaluate"]
+    assert result["n_episodes"] == 2 * 8
+    assert result["diff"][1] <= 1e-5, result
+    cli_result = multi_device["cli_evaluate"]
+    assert cli_result["sharded"]["n_episodes"] == 8
+    for name in ("mean", "std", "iqm"):
+        assert cli_result["sharded"][name] == pytest.approx(cli_result["plain"][name], rel=1e-5)
+
+
 def test_indivisible_batches_raise(multi_device):
     errors = multi_device["errors"]
     assert "n_episodes (6)" in errors["run_episodes"]
@@ -223,6 +262,10 @@ def test_indivisible_batches_raise(multi_device):
     assert "num_envs (6)" in errors["make_train"]
     assert "(4)" in errors["make_train"]
     assert errors["cli"].startswith("--shard: num_envs (1)")
+    assert errors["cli_evaluate"] == (
+        "--shard: --episodes 6 is not divisible by the 4 devices; accepted: a multiple of "
+        "the device count"
+    )
 
 
 # --------------------------------------------------------------- one device, in process
@@ -260,12 +303,17 @@ def test_shard_on_one_device_is_a_no_op():
     np.testing.assert_array_equal(plain.length, sharded.length)
 
 
-def test_cli_train_has_a_shard_flag():
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--env", "AntiarrhythmicDosing-v0", "--out", "x"],
+        ["evaluate", "--env", "AntiarrhythmicDosing-v0", "--policy", "heuristic"],
+    ],
+)
+def test_cli_train_and_evaluate_have_a_shard_flag(argv):
     parser = cli.build_parser()
-    args = parser.parse_args(["train", "--env", "AntiarrhythmicDosing-v0", "--out", "x"])
-    assert args.shard is False
-    args = parser.parse_args(["train", "--env", "AntiarrhythmicDosing-v0", "--out", "x", "--shard"])
-    assert args.shard is True
+    assert parser.parse_args(argv).shard is False
+    assert parser.parse_args(argv + ["--shard"]).shard is True
 
 
 def test_shard_envs_config_round_trip_and_old_configs_load():

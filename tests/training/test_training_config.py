@@ -1,4 +1,4 @@
-"""PPO configuration: validation, serialisation and the paper and tuned presets."""
+"""PPO configuration: validation, serialisation and the paper, tuned and large presets."""
 
 from __future__ import annotations
 
@@ -43,6 +43,40 @@ def test_every_registered_env_has_a_tuned_preset():
     for env_id in cardiosim_jax.registered_envs:
         config = preset("tuned", env_id)
         assert config.env_id == env_id and config.normalize_observations
+
+
+SHAPE = ("num_envs", "num_steps", "minibatch_size", "total_timesteps")
+
+
+@pytest.mark.parametrize("env_id", list(cardiosim_jax.registered_envs))
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_large_preset_is_tuned_scaled_to_a_large_batch(env_id, difficulty):
+    tuned, large = preset("tuned", env_id, difficulty), preset("large", env_id, difficulty)
+    # Everything but the rollout shape is tuned's (tier settings and residuals included).
+    assert large.replace_static(**{k: getattr(tuned, k) for k in SHAPE}) == tuned
+    assert (large.num_envs, large.num_steps) == (ppo_config.LARGE_NUM_ENVS, 32)
+    assert large.num_updates == tuned.num_updates
+    assert large.total_timesteps == tuned.num_updates * large.batch_size
+    assert large.num_minibatches == tuned.num_minibatches == 8
+    assert large.batch_size > tuned.batch_size
+
+
+def test_large_preset_rescales_with_num_envs_unless_told_otherwise():
+    env_id = "AntiarrhythmicDosing-v0"
+    updates = preset("tuned", env_id).num_updates
+    gpu = preset("large", env_id, num_envs=4096)
+    assert (gpu.batch_size, gpu.minibatch_size) == (4096 * 32, 4096 * 32 // 8)
+    assert gpu.num_updates == updates
+    short = preset("large", env_id, num_envs=4096, num_steps=8, total_timesteps=10**6)
+    assert (short.minibatch_size, short.total_timesteps) == (4096, 10**6)
+    assert preset("large", env_id, minibatch_size=256).minibatch_size == 256
+    # A batch not divisible by 8: the largest divisor below batch / 8 (33 -> 3 x 11).
+    odd = preset("large", env_id, num_envs=11, num_steps=3)
+    assert (odd.minibatch_size, odd.num_minibatches, odd.num_updates) == (3, 11, updates)
+    with pytest.raises(ValueError, match=r"^num_envs must be an int >= 1, got 0$"):
+        preset("large", env_id, num_envs=0)
+    with pytest.raises(ValueError, match=r"^num_steps must be an int >= 1, got 2.5$"):
+        preset("large", env_id, num_steps=2.5)
 
 
 def test_tuned_preset_falls_back_to_the_common_settings(monkeypatch):

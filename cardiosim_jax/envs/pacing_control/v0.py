@@ -162,9 +162,7 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
         )
         # Apply the substeps' RR intervals in order, then the heart rate once: no
         # substep reads either, so this equals updating both on every substep.
-        for i in range(SUBSTEPS):
-            heart = conduction.push_rr(heart, records[i], rrs[i])
-        heart = conduction.refresh_heart_rate(heart)
+        heart = conduction.refresh_heart_rate(conduction.push_rrs(heart, records, rrs))
 
         heart_rate = heart.heart_rate_bpm
         heart = conduction.set_sa_rate(heart, heart_rate + RATE_GAIN * rate_adjustment)
@@ -182,8 +180,10 @@ class PacingControl(CardioSimEnvironment[EnvState, EnvParams]):
         return self.observe(key, state, action, params), state, reward, jnp.array(False), info
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        key_rate, key_cell = jax.random.split(key)
-        sa_rate = jax.random.uniform(
+        # prng, not jax.random: the same numbers, without XLA:CPU's rolled Threefry
+        # loops, which gymnax's auto-reset would run for every patient on every step.
+        key_rate, key_cell = prng.split(key)
+        sa_rate = prng.uniform(
             key_rate, minval=params.sa_rate_low_bpm, maxval=params.sa_rate_high_bpm
         )
         # A fresh CardioSim model last fired one 60-bpm interval before t = 0.
