@@ -178,10 +178,17 @@ class AntiarrhythmicDosing(CardioSimEnvironment[EnvState, EnvParams]):
         # Scaled noise materialised before the loop (one fused threefry + erfinv): drawn
         # inside the loop, XLA may contract v + std * n into an FMA in one program and
         # not another, and vmapped and single-patient trajectories would drift apart.
-        # Passed as the loop's scanned input, so a batch stores it substep-major.
+        # Read by index, not scanned as rows: scanning (``integrate_with`` takes the array)
+        # gives the same bits and is 1.1x faster at 1M patients on CPU, but transposing the
+        # (batch, SUBSTEPS) block costs 2-5 % at 4,096 (benchmarks/results/optimisation.md).
         noise = params.membrane_noise_std * prng.normal(key_noise, (SUBSTEPS,))
         cell = fhn.integrate_with(
-            state.cell, params.cell, current, SUBSTEPS, noise, unroll=SUBSTEP_UNROLL
+            state.cell,
+            params.cell,
+            current,
+            SUBSTEPS,
+            lambda i: noise[i],
+            unroll=SUBSTEP_UNROLL,
         )
 
         therapeutic = pk.is_therapeutic(concentration, patient)
