@@ -7,9 +7,11 @@ steps) and ``large`` (``--num-envs`` envs x 32 steps, as many updates as
 (``--episodes`` per seed, deterministic policy). Timing: compilation apart
 from the training call. Writes ``baselines/results/large.{json,md}`` (and
 ``large_learning_curves.png``); an interrupted run continues where it stopped
-(environments already in ``large.json`` with the same settings are kept).
+(environments already in ``large.json`` with the same settings are kept;
+``--rerun`` retrains the ``--envs`` given). Each cell records its config.
 
     python baselines/large.py [--seeds 4] [--episodes 200] [--num-envs 1024] [--envs ID ...]
+                              [--rerun] [--out baselines/results/large.json]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax
 import numpy as np
 from scipy import stats
 
+import cardiosim_jax
 from cardiosim_jax.experiments import evaluate_trained
 from cardiosim_jax.registration import v0_envs, v1_envs
 from cardiosim_jax.training import ppo
@@ -81,11 +84,19 @@ def verdict(tuned: dict, large: dict) -> dict:
 
 
 def render(data: dict) -> str:
+    """The markdown table of ``data`` (each env row holding its :func:`verdict`)."""
     s = data["settings"]
+    own = [
+        f"{env_id} {settings}"
+        for env_id in data["envs"]
+        if (settings := cardiosim_jax.registration.spec(env_id).ppo_large)
+    ]
     lines = [
         f"The `large` preset against `tuned`: {s['seeds']} seeds each (same seed keys), "
         f"{s['episodes']} evaluation episodes per seed on the same episodes, deterministic "
-        f"policy; `large` at {s['num_envs']:,} envs x 32 steps. Machine: {s['machine']} "
+        f"policy; `large` at {s['num_envs']:,} envs x 32 steps, with tuned's settings "
+        f"except the env's registered large ones ({'; '.join(own) or 'none'}). "
+        f"Machine: {s['machine']} "
         f"({s['backend']}), jax {s['jax']}. Cells: mean [95% bootstrap CI over seeds]. "
         "'Reaches' = large is not clearly below tuned (clearly: its mean under the lower end "
         "of tuned's CI and Welch p < 0.05 over seeds). Steps/s: env steps "
@@ -97,7 +108,7 @@ def render(data: dict) -> str:
     ]
     for env_id, row in data["envs"].items():
         t, g = row["tuned"], row["large"]
-        v = row["verdict"] = verdict(t, g)
+        v = row["verdict"]
         lines.append(
             f"| {env_id} | {row['difficulty']} | {t['mean']:,.1f} [{t['ci95'][0]:,.1f}, "
             f"{t['ci95'][1]:,.1f}] | {g['mean']:,.1f} [{g['ci95'][0]:,.1f}, {g['ci95'][1]:,.1f}] "
@@ -141,6 +152,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=ppo.LARGE_NUM_ENVS)
     parser.add_argument("--envs", nargs="*", default=list(v0_envs + v1_envs))
     parser.add_argument("--out", default=str(RESULTS / "large.json"))
+    parser.add_argument(
+        "--rerun", action="store_true", help="retrain --envs even where --out holds them"
+    )
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
@@ -160,7 +174,7 @@ def main() -> None:
             data = earlier
     if not args.render_only:
         for env_id in args.envs:
-            if env_id in data["envs"]:
+            if env_id in data["envs"] and not args.rerun:
                 print(f"{env_id}: kept from {out}", flush=True)
                 continue
             row: dict = {}
@@ -168,7 +182,12 @@ def main() -> None:
                 overrides = {"num_envs": args.num_envs} if name == "large" else {}
                 config = ppo.preset(name, env_id, **overrides)
                 cell, timesteps, curve = run_cell(config, args.seeds, args.episodes)
-                row[name] = {**cell, "curve_timesteps": timesteps, "curve": curve}
+                row[name] = {
+                    **cell,
+                    "config": config.to_dict(),
+                    "curve_timesteps": timesteps,
+                    "curve": curve,
+                }
                 row["difficulty"] = config.difficulty
                 print(
                     f"{env_id} {name}: {cell['mean']:.1f} {cell['ci95']} "
@@ -181,7 +200,9 @@ def main() -> None:
             tmp = out.with_suffix(".json.tmp")  # a save never destroys the earlier results
             tmp.write_text(json.dumps(data, indent=1))
             tmp.replace(out)
-    table = render(data)  # (also records each env's verdict in data)
+    for row in data["envs"].values():
+        row["verdict"] = verdict(row["tuned"], row["large"])
+    table = render(data)
     out.write_text(json.dumps(data, indent=1))
     out.with_suffix(".md").write_text(table)
     plot(data, out.with_name(out.stem + "_learning_curves.png"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiosim_jax.experiments import run_table2
+from cardiosim_jax.plotting import updates_with_returns
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,8 +54,8 @@ def main() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, (env_id, cells) in zip(axes, results.items(), strict=True):
         curve = cells["ppo"]["learning_curve"]
-        returns = np.asarray(curve["episode_return"], dtype=np.float64)
-        steps = np.asarray(curve["timesteps"])
+        # Updates where no seed has finished an episode yet are left out.
+        steps, returns = updates_with_returns(curve["timesteps"], curve["episode_return"])
         ax.plot(steps, np.nanmedian(returns, axis=0), label="PPO median over seeds")
         ax.fill_between(
             steps,

@@ -18,6 +18,7 @@ import numpy as np
 
 import cardiosim_jax
 from cardiosim_jax.experiments import evaluate_baselines, train_and_evaluate
+from cardiosim_jax.plotting import updates_with_returns
 from cardiosim_jax.registration import v0_envs, v1_envs
 from cardiosim_jax.training import ppo
 
@@ -118,7 +119,8 @@ def main() -> None:
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
     for ax, env_id in zip(axes[0], envs, strict=True):
         for difficulty in ("easy", "medium", "hard"):
-            steps, returns = curves[(env_id, difficulty)]
+            # Updates where no seed has finished an episode yet are left out.
+            steps, returns = updates_with_returns(*curves[(env_id, difficulty)])
             ax.plot(steps, np.nanmedian(returns, axis=0), label=difficulty)
         if env_id == "PacingControl-v0":
             ax.set_yscale("symlog")

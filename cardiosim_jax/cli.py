@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 import cardiosim_jax
-from cardiosim_jax import agents, experiments
+from cardiosim_jax import agents, experiments, sharding
 from cardiosim_jax.evaluation import evaluate
 from cardiosim_jax.training import checkpoint, ppo
 
@@ -275,13 +275,12 @@ def _load_checkpoint(policy: str, env_id: str) -> tuple[ppo.PPOPolicyParams, ppo
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.shard:
-        devices = jax.device_count()
-        if args.episodes % devices:
-            raise SystemExit(
-                f"--shard: --episodes {args.episodes} is not divisible by the {devices} "
-                "devices; accepted: a multiple of the device count"
-            )
-        _log(f"sharding {args.episodes} episodes per seed over {devices} device(s)")
+        mesh = sharding.patient_mesh()
+        try:  # before any work, as the sharded rollout would check it
+            sharding.check_divisible(args.episodes, mesh, "--episodes")
+        except ValueError as error:
+            raise SystemExit(f"--shard: {error}") from None
+        _log(f"sharding {args.episodes} episodes per seed over {mesh.devices.size} device(s)")
     if args.policy in BASELINE_POLICIES:
         difficulty = args.difficulty or "medium"
         env, env_params = cardiosim_jax.make(args.env, difficulty)
@@ -383,11 +382,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         memory_budget_bytes=budget,
     )
     rows = sweep.rows
-    best = experiments.best_setting(rows)
-    best_config = base.replace(**{name: rows[best][name] for name in grid})
-    checkpoint.save_seeds(
-        out_dir / "best", jax.tree_util.tree_map(lambda x: x[best], sweep.policy), best_config
-    )
+    best = sweep.best_index
+    best_config = sweep.best_config(base)
+    checkpoint.save_seeds(out_dir / "best", sweep.best_policy(), best_config)
     (out_dir / "sweep.json").write_text(
         json.dumps(
             {

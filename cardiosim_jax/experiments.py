@@ -321,15 +321,31 @@ SWEEPABLE = tuple(
 class Sweep(NamedTuple):
     """A trained sweep: one row per setting, and every policy.
 
-    ``rows[i]`` holds setting ``i``'s leaf values and the
-    :func:`evaluate_policies` cell over its seeds; ``policy`` has leading axes
-    (settings, seeds); ``chunk_size`` settings were trained per compiled call.
+    ``rows[i]`` holds setting ``i``'s leaf values (``names``, the swept
+    leaves) and the :func:`evaluate_policies` cell over its seeds; ``policy``
+    has leading axes (settings, seeds); ``chunk_size`` settings were trained
+    per compiled call.
     """
 
     rows: list[dict]
     policy: ppo.PPOPolicyParams
     chunk_size: int
     seconds: float
+    names: tuple[str, ...]
+
+    @property
+    def best_index(self) -> int:
+        """The best setting's row (:func:`best_setting`)."""
+        return best_setting(self.rows)
+
+    def best_config(self, base: ppo.PPOConfig) -> ppo.PPOConfig:
+        """``base`` with the best setting's leaf values."""
+        best = self.rows[self.best_index]
+        return base.replace(**{name: best[name] for name in self.names})
+
+    def best_policy(self) -> ppo.PPOPolicyParams:
+        """The best setting's policy, one per seed (leading axis: seeds)."""
+        return jax.tree_util.tree_map(lambda x: x[self.best_index], self.policy)
 
 
 def sweep_settings(
@@ -369,20 +385,31 @@ def default_memory_budget() -> int:
     return int(0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def _compiled_bytes(compiled: Any) -> int | None:
-    """Arguments + outputs + temporaries - aliased bytes of a compiled program, if known."""
+def compiled_memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's buffer assignment of a compiled executable (bytes), or None where the
+    backend does not report it.
+
+    ``total_bytes`` = arguments + outputs + temporaries - aliased (donated)
+    bytes: the device memory the call holds at once, since XLA allocates every
+    temporary of the call up front.
+    """
     try:
-        m = compiled.memory_analysis()
+        stats = compiled.memory_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports it
         return None
-    if m is None:
+    if stats is None:
         return None
-    return int(
-        m.argument_size_in_bytes
-        + m.output_size_in_bytes
-        + m.temp_size_in_bytes
-        - m.alias_size_in_bytes
+    out = {
+        "argument_bytes": int(stats.argument_size_in_bytes),
+        "output_bytes": int(stats.output_size_in_bytes),
+        "temp_bytes": int(stats.temp_size_in_bytes),
+        "alias_bytes": int(stats.alias_size_in_bytes),
+        "generated_code_bytes": int(stats.generated_code_size_in_bytes),
+    }
+    out["total_bytes"] = (
+        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
     )
+    return out
 
 
 def run_sweep(
@@ -430,7 +457,7 @@ def run_sweep(
     compiled = run.lower(keys, chunk(0, size)).compile()
     if chunk_size is None:
         budget = default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
-        needed = _compiled_bytes(compiled)
+        needed = (compiled_memory(compiled) or {}).get("total_bytes")
         if needed is not None and needed > budget:
             size = max(1, int(n * budget // needed))
             log(
@@ -453,7 +480,7 @@ def run_sweep(
         policies = jax.tree_util.tree_map(lambda x, i=i: x[i], policy)
         result = evaluate_policies(policies, env, env_params, n_seeds, episodes, seed)
         rows.append({**setting, **result})
-    return Sweep(rows=rows, policy=policy, chunk_size=size, seconds=seconds)
+    return Sweep(rows=rows, policy=policy, chunk_size=size, seconds=seconds, names=tuple(grid))
 
 
 def best_setting(rows: Sequence[dict]) -> int:

@@ -37,6 +37,8 @@ class EnvSpec:
             common ones (``cardiosim_jax.training``), as ``PPOConfig`` field names.
         ppo_tuned_tiers: per difficulty tier, settings that replace ``ppo_tuned``'s
             on that tier only (e.g. ``{"hard": {...}}``).
+        ppo_large: settings of the ``large`` preset that differ from ``tuned``'s
+            (on every tier), e.g. a smaller learning rate for its larger minibatches.
         ppo_paper: the ``paper`` preset's settings (v0 only: the paper's Table 1).
         plotter: ``"module:function"`` drawing a recorded trajectory on four axes
             (``cardiosim_jax.plotting.plot_trajectory``), imported when used, so
@@ -49,6 +51,7 @@ class EnvSpec:
     heuristic: tuple[Callable[..., Any], Any] | None = None
     ppo_tuned: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     ppo_tuned_tiers: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    ppo_large: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     ppo_paper: Mapping[str, Any] | None = None
     plotter: str | None = None
     mpc: Mapping[str, Any] | None = None

@@ -64,7 +64,7 @@ from cardiosim_jax.envs.antiarrhythmic_dosing import v1 as antiarrhythmic_dosing
 from cardiosim_jax.envs.defibrillation_timing import v0 as defibrillation_timing
 from cardiosim_jax.envs.pacing_control import v0 as pacing_control
 from cardiosim_jax.envs.vector import make_batched_step
-from cardiosim_jax.experiments import Log, log_to_stderr
+from cardiosim_jax.experiments import Log, compiled_memory, log_to_stderr
 from cardiosim_jax.models import aliev_panfilov, fitzhugh_nagumo
 from cardiosim_jax.models import drug_effect as de
 from cardiosim_jax.models.integrators import rk4_step
@@ -286,27 +286,6 @@ def _call_seconds(compiled: Any, args: Sequence[Any]) -> float:
     start = time.perf_counter()
     _block(compiled(*args))
     return time.perf_counter() - start
-
-
-def compiled_memory(compiled: Any) -> dict[str, int]:
-    """XLA's buffer assignment of a compiled executable (bytes).
-
-    ``total_bytes`` = arguments + outputs + temporaries - aliased (donated)
-    bytes: the device memory the call holds at once, since XLA allocates every
-    temporary of the call up front.
-    """
-    stats = compiled.memory_analysis()
-    out = {
-        "argument_bytes": int(stats.argument_size_in_bytes),
-        "output_bytes": int(stats.output_size_in_bytes),
-        "temp_bytes": int(stats.temp_size_in_bytes),
-        "alias_bytes": int(stats.alias_size_in_bytes),
-        "generated_code_bytes": int(stats.generated_code_size_in_bytes),
-    }
-    out["total_bytes"] = (
-        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
-    )
-    return out
 
 
 def _scan_measurement(
@@ -834,9 +813,12 @@ def plan_batch(
     return None
 
 
-def _compiled_over_budget(batch: int, memory: dict[str, int], budget_bytes: int) -> dict | None:
-    """The skip record of a compiled rollout whose exact footprint exceeds the budget."""
-    if memory["total_bytes"] <= budget_bytes:
+def _compiled_over_budget(
+    batch: int, memory: dict[str, int] | None, budget_bytes: int
+) -> dict | None:
+    """The skip record of a compiled rollout whose exact footprint exceeds the budget
+    (None where it fits, or where the backend does not report its footprint)."""
+    if memory is None or memory["total_bytes"] <= budget_bytes:
         return None
     return {
         "batch": batch,

@@ -358,7 +358,8 @@ def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: A
     then by ``ppo_tuned_tiers`` for the tier. ``large`` is ``tuned`` scaled
     to ``num_envs`` (default 1,024) x ``num_steps`` (default 32) per rollout,
     with ``tuned``'s number of updates and 8 minibatches per epoch
-    (:func:`_large_settings`): the batch size for a GPU (``num_envs=4096``).
+    (:func:`_large_settings`), then updated by ``ppo_large``: the batch size
+    for a GPU (``num_envs=4096``).
     ``difficulty`` (default: the paper's tier, else ``"medium"``) and
     ``overrides`` (any :class:`PPOConfig` field) replace the preset's values.
     Raises ``ValueError`` for an unknown preset, an unregistered id, or
@@ -391,7 +392,8 @@ def preset(name: str, env_id: str, difficulty: str | None = None, **overrides: A
     if name != "paper":
         settings.update(spec.ppo_tuned_tiers.get(settings["difficulty"], {}))
     if name == "large":
-        settings = _large_settings(settings, overrides)
+        settings = _large_settings(settings, {**spec.ppo_large, **overrides})
+        settings.update(spec.ppo_large)
     settings.update(overrides)
     config = PPOConfig(env_id=env_id, **settings)
     config.validate()

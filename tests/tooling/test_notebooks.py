@@ -67,7 +67,7 @@ PROBES = {
         "rows": "[{k: r[k] for k in (*SWEEP_GRID, 'mean', 'iqm', 'ci95', 'n_seeds', "
         "'n_episodes')} for r in sweep.rows]",
         "table": "table",
-        "best_index": "best_index",
+        "best_index": "sweep.best_index",
         "best_values": "best_values",
         "best_config": "[best_config.learning_rate, best_config.gamma]",
     },

@@ -230,6 +230,14 @@ def test_a_chunked_sweep_matches_each_setting_trained_on_its_own(sweeps):
         jax.tree_util.tree_leaves(padded.policy.network)[0][0],
         jax.tree_util.tree_leaves(padded.policy.network)[0][2],
     )
+    # The best setting: its config is the base with that setting's values, its policy
+    # that setting's seeds.
+    best = padded.best_index
+    assert best == experiments.best_setting(padded.rows) and padded.names == ("learning_rate",)
+    assert padded.best_config(base) == base.replace(learning_rate=SWEEP_GRID["learning_rate"][best])
+    chex.assert_trees_all_equal(
+        padded.best_policy(), jax.tree_util.tree_map(lambda x: x[best], padded.policy)
+    )
 
 
 def test_sweep_settings_refuse_what_cannot_vary_in_one_call():

@@ -263,8 +263,8 @@ def test_indivisible_batches_raise(multi_device):
     assert "(4)" in errors["make_train"]
     assert errors["cli"].startswith("--shard: num_envs (1)")
     assert errors["cli_evaluate"] == (
-        "--shard: --episodes 6 is not divisible by the 4 devices; accepted: a multiple of "
-        "the device count"
+        "--shard: --episodes (6) must be divisible by the number of devices (4) to shard it "
+        "over the 'patients' mesh axis"
     )
 
 

@@ -52,8 +52,12 @@ SHAPE = ("num_envs", "num_steps", "minibatch_size", "total_timesteps")
 @pytest.mark.parametrize("difficulty", ["easy", "hard"])
 def test_large_preset_is_tuned_scaled_to_a_large_batch(env_id, difficulty):
     tuned, large = preset("tuned", env_id, difficulty), preset("large", env_id, difficulty)
-    # Everything but the rollout shape is tuned's (tier settings and residuals included).
-    assert large.replace_static(**{k: getattr(tuned, k) for k in SHAPE}) == tuned
+    own = cardiosim_jax.registration.spec(env_id).ppo_large
+    # Everything but the rollout shape and the env's own large settings is tuned's (tier
+    # settings and residuals included).
+    assert large.replace_static(**{k: getattr(tuned, k) for k in SHAPE}) == tuned.replace(**own)
+    for name, value in own.items():
+        assert getattr(large, name) == value != getattr(tuned, name), name
     assert (large.num_envs, large.num_steps) == (ppo_config.LARGE_NUM_ENVS, 32)
     assert large.num_updates == tuned.num_updates
     assert large.total_timesteps == tuned.num_updates * large.batch_size
@@ -77,6 +81,25 @@ def test_large_preset_rescales_with_num_envs_unless_told_otherwise():
         preset("large", env_id, num_envs=0)
     with pytest.raises(ValueError, match=r"^num_steps must be an int >= 1, got 2.5$"):
         preset("large", env_id, num_steps=2.5)
+
+
+def test_large_preset_applies_the_registered_large_settings_under_the_overrides(monkeypatch):
+    env_id = "AntiarrhythmicDosing-v0"
+    spec = cardiosim_jax.registration.spec(env_id)
+    monkeypatch.setitem(
+        cardiosim_jax.registration._REGISTRY,
+        env_id,
+        dataclasses.replace(spec, ppo_large={"learning_rate": 2e-4, "num_steps": 16}),
+    )
+    large = preset("large", env_id, "hard")
+    assert (large.learning_rate, large.num_steps) == (2e-4, 16)
+    # A registered shape is scaled like an override: minibatch and budget follow it.
+    assert large.minibatch_size == ppo_config.LARGE_NUM_ENVS * 16 // 8
+    assert large.num_updates == preset("tuned", env_id, "hard").num_updates
+    assert preset("large", env_id, learning_rate=1e-3).learning_rate == 1e-3
+    assert preset("tuned", env_id).learning_rate == ppo_config._TUNED_COMMON["learning_rate"]
+    # PacingControl-v0 registers its own large learning rate (baselines/large.py).
+    assert preset("large", "PacingControl-v0").learning_rate == 5e-4
 
 
 def test_tuned_preset_falls_back_to_the_common_settings(monkeypatch):
