@@ -8,7 +8,8 @@ steps) and ``large`` (``--num-envs`` envs x 32 steps, as many updates as
 from the training call. Writes ``baselines/results/large.{json,md}`` (and
 ``large_learning_curves.png``); an interrupted run continues where it stopped
 (environments already in ``large.json`` with the same settings are kept;
-``--rerun`` retrains the ``--envs`` given). Each cell records its config.
+``--rerun`` retrains the ``--envs`` given). Each cell records its config and
+the machine (CPU model and SIMD set, commit) it ran on.
 
     python baselines/large.py [--seeds 4] [--episodes 200] [--num-envs 1024] [--envs ID ...]
                               [--rerun] [--out baselines/results/large.json]
@@ -30,8 +31,10 @@ import cardiosim_jax
 from cardiosim_jax.experiments import evaluate_trained
 from cardiosim_jax.registration import v0_envs, v1_envs
 from cardiosim_jax.training import ppo
+from cardiosim_tools.benchmarking import machine_info
 
 RESULTS = Path(__file__).parent / "results"
+MACHINE = machine_info()
 PRESETS = ("tuned", "large")
 
 
@@ -59,6 +62,8 @@ def run_cell(config: ppo.PPOConfig, n_seeds: int, episodes: int) -> tuple[dict, 
         compile_seconds=compile_seconds,
         train_seconds=seconds,
         steps_per_second=n_seeds * steps / seconds,
+        # Long trainings differ between CPUs (XLA compiles for the host's SIMD set).
+        machine={k: MACHINE[k] for k in ("cpu_model", "cpu_simd", "git_commit", "git_dirty")},
     )
     # Mean over the seeds that have finished an episode (NaN before any has).
     returns = np.asarray(out.metrics["episode_return"], np.float64)
