@@ -64,16 +64,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _number_list(text: str, *, minimum: float, strict: bool) -> list[float]:
-    """Comma-separated finite numbers above (``strict``) or at least ``minimum``."""
+def _comma_numbers(text: str, prefix: str = "") -> list[float]:
+    """At least one comma-separated number in ``text`` (the error starts with ``prefix``)."""
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+        values = []
     if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{prefix}expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def _number_list(text: str, *, minimum: float, strict: bool) -> list[float]:
+    """Comma-separated finite numbers above (``strict``) or at least ``minimum``."""
+    values = _comma_numbers(text)
     bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
     for value in values:
         if not np.isfinite(value) or value < minimum or (strict and value == minimum):
@@ -92,15 +96,7 @@ def _sweep_setting(text: str) -> tuple[str, list[float]]:
         raise argparse.ArgumentTypeError(
             f"unknown hyperparameter {name!r}; accepted: {', '.join(experiments.SWEEPABLE)}"
         )
-    try:
-        numbers = [float(x) for x in values.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{name}: expected comma-separated numbers, got {values!r}"
-        ) from None
-    if not numbers:
-        raise argparse.ArgumentTypeError(f"{name}: expected comma-separated numbers, got ''")
-    return name, numbers
+    return name, _comma_numbers(values, f"{name}: ")
 
 
 def _learning_rates(text: str) -> list[float]:
